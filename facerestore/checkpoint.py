@@ -1,0 +1,164 @@
+"""Model files: safetensors only, self-describing, written atomically.
+
+A file holds tensors under prefixes (``generator.``, ``ema.``, ``discriminator.``, ``optim_g.``,
+...) and string metadata: ``format`` (:data:`FORMAT`), ``recipe`` (the resolved recipe as JSON),
+``step`` and whatever the writer adds. ``restore``/``eval`` need only the file: the generator is
+rebuilt from the recipe in the metadata, then its weights are checked tensor by tensor.
+
+Legacy pickle checkpoints (``.pt``/``.pth``/``.ckpt``) are refused: unpickling can run code.
+``facerestore convert`` turns one into safetensors with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import tempfile
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .errors import CheckpointError
+
+FORMAT = "facerestore/1"
+PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin", ".tar"}
+SAFETENSORS_MAGIC_MAX_HEADER = 100 * 1024 * 1024
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], writer) -> None:
+    """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see a half-written file,
+    and a failure (disk full, kill) leaves the previous file intact."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor], metadata: Mapping[str, Any]) -> None:
+    """Write tensors + metadata (non-string values JSON-encoded) atomically as safetensors."""
+    from safetensors.torch import save_file
+
+    meta = {"format": FORMAT}
+    for k, v in metadata.items():
+        meta[k] = v if isinstance(v, str) else json.dumps(v)
+    flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    atomic_write_bytes(path, lambda tmp: save_file(flat, tmp, metadata=meta))
+
+
+def check_model_file(path: str | os.PathLike[str]) -> pathlib.Path:
+    """Refuse anything that is not a readable safetensors file, with a message saying what to do."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise CheckpointError(f"model file not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a directory, expected a .safetensors file")
+    if path.suffix.lower() in PICKLE_SUFFIXES:
+        raise CheckpointError(
+            f"{path}: pickle checkpoints are not loaded (unpickling can run code). Convert it once with "
+            f"`facerestore convert {path} OUT.safetensors --recipe RECIPE.toml`.")
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if len(head) < 8:
+        raise CheckpointError(f"{path}: not a safetensors file (too short)")
+    n = int.from_bytes(head, "little")
+    if n <= 1 or n > SAFETENSORS_MAGIC_MAX_HEADER or n + 8 > path.stat().st_size:
+        raise CheckpointError(f"{path}: not a safetensors file (bad header)")
+    return path
+
+
+def load_tensors(path: str | os.PathLike[str], prefix: str | None = None,
+                 device: str | torch.device = "cpu") -> tuple[dict[str, Tensor], dict[str, str]]:
+    """Read a safetensors file; with ``prefix``, only those tensors, prefix stripped."""
+    from safetensors import safe_open
+
+    path = check_model_file(path)
+    try:
+        with safe_open(str(path), framework="pt", device=str(device)) as fh:
+            meta = dict(fh.metadata() or {})
+            keys = [k for k in fh.keys() if prefix is None or k.startswith(prefix)]
+            tensors = {(k[len(prefix):] if prefix else k): fh.get_tensor(k) for k in keys}
+    except CheckpointError:
+        raise
+    except Exception as exc:  # safetensors raises its own error types
+        raise CheckpointError(f"{path}: cannot read safetensors file: {exc}") from None
+    return tensors, meta
+
+
+def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    from safetensors import safe_open
+
+    path = check_model_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return dict(fh.metadata() or {})
+    except Exception as exc:
+        raise CheckpointError(f"{path}: cannot read safetensors file: {exc}") from None
+
+
+def load_state_strict(module: nn.Module, tensors: Mapping[str, Tensor], what: str) -> None:
+    """Load a state dict, failing with the first mismatching tensor's name (missing, unexpected,
+    or wrong shape) instead of a wall of text."""
+    expected = module.state_dict()
+    for name, ref in expected.items():
+        if name not in tensors:
+            raise CheckpointError(f"{what}: tensor {name!r} missing from checkpoint (recipe and weights disagree)")
+        if tuple(tensors[name].shape) != tuple(ref.shape):
+            raise CheckpointError(f"{what}: tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                                  f"the recipe's model expects {tuple(ref.shape)}")
+    extra = sorted(set(tensors) - set(expected))
+    if extra:
+        raise CheckpointError(f"{what}: unexpected tensor {extra[0]!r} in checkpoint (recipe and weights disagree)")
+    module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
+
+
+def save_generator(path: str | os.PathLike[str], generator: nn.Module, recipe, *, step: int = 0,
+                   extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
+    """A generator-only file (``generator.`` prefix) carrying its recipe: enough for restore/eval."""
+    sd = {f"generator.{k}": (v.half() if half and v.is_floating_point() else v)
+          for k, v in generator.state_dict().items()}
+    save_tensors(path, sd, {"recipe": recipe.to_json(), "step": str(step), "contents": "generator",
+                            **(extra or {})})
+
+
+def recipe_from_metadata(meta: Mapping[str, str], path: str | os.PathLike[str]):
+    from .recipe import load_recipe
+
+    if meta.get("format") != FORMAT or "recipe" not in meta:
+        raise CheckpointError(f"{path}: not a facerestore checkpoint (no recipe in its metadata)")
+    try:
+        data = json.loads(meta["recipe"])
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path}: recipe metadata is not valid JSON: {exc}") from None
+    return load_recipe(data)
+
+
+def load_generator(path: str | os.PathLike[str], device: str | torch.device = "cpu",
+                   prefer_ema: bool = True):
+    """Rebuild the generator from the file's recipe and load its weights (EMA ones if present).
+    Returns ``(generator in eval mode on device, recipe)``."""
+    from .registry import default_registry
+
+    meta = read_metadata(path)
+    recipe = recipe_from_metadata(meta, path)
+    generator = default_registry().build("generator", recipe.generator, "generator")
+    tensors, _ = load_tensors(path, "ema." if prefer_ema else "generator.")
+    if not tensors:
+        tensors, _ = load_tensors(path, "generator.")
+    if not tensors:
+        raise CheckpointError(f"{path}: no generator weights (expected tensors prefixed 'generator.' or 'ema.')")
+    load_state_strict(generator, tensors, str(path))
+    return generator.to(device).eval(), recipe

@@ -1,0 +1,470 @@
+"""Recipes: TOML files mapped onto typed configuration objects.
+
+A recipe names components by ``type`` and gives their parameters; the registry validates those
+against the component's constructor. Everything else (data, schedule, which loss sees which
+output) is typed here. Every error names its TOML path, e.g. ``generator.denoiser.type``.
+
+Layout (see ``recipes/jdsr_gan.toml``)::
+
+    name = "jdsr_gan"          scale = 4      hq_size = 128
+    [data]                     folders, validation set
+    [[degradation]]            ordered list of degradation specs (HQ -> LQ, on the device)
+    [generator]                generator spec; nested [generator.denoiser], [generator.upsampler]...
+    [discriminator]            optional
+    [[loss]]                   type, on (generator output), weight, start, stages + loss params
+    [train]                    optimiser, schedule, EMA, checkpoints; optional [[train.stages]]
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import pathlib
+import tomllib
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, Optional
+
+from .errors import RecipeError
+from .registry import Registry, check_type, default_registry
+
+#: generator output -> the batch tensor it is compared with, unless a loss names ``target``.
+DEFAULT_TARGETS = {
+    "sr": "hq",
+    "denoised": "clean",
+    "noise_map": "occlusion",
+    "heatmaps": "heatmaps",
+}
+#: batch tensors a loss may use as target (``heatmaps`` are rendered from the HQ landmarks).
+BATCH_TENSORS = ("hq", "lq", "clean", "occlusion", "occlusion_hq", "heatmaps")
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Where faces come from. Relative paths are relative to the working directory."""
+
+    train: list[str] = dataclasses.field(default_factory=list)
+    val: str = ""
+    #: faces from ``val`` degraded once with ``val_seed`` and reused at every validation
+    val_count: int = 64
+    val_seed: int = 1234
+    #: DataLoader processes that only decode images (degradation runs on the device)
+    workers: int = 2
+    extensions: list[str] = dataclasses.field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp"])
+
+
+@dataclasses.dataclass
+class StageConfig:
+    """A phase of a staged schedule: which generator parts train, for how many steps."""
+
+    name: str
+    steps: int
+    #: keys of ``Generator.stage_modules()`` optimised in this stage; the rest is frozen
+    train: list[str] = dataclasses.field(default_factory=lambda: ["generator"])
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    steps: int = 10000
+    batch_size: int = 16
+    lr: float = 2e-4
+    lr_d: float = 2e-4
+    betas: tuple[float, float] = (0.9, 0.99)
+    weight_decay: float = 0.0
+    scheduler: Literal["constant", "cosine", "step"] = "cosine"
+    #: linear learning-rate warm-up
+    warmup_steps: int = 0
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    log_every: int = 50
+    val_every: int = 1000
+    ckpt_every: int = 1000
+    keep_last: int = 3
+    seed: int = 0
+    #: mixed precision (bf16/fp16 autocast); only used on CUDA
+    amp: bool = True
+    channels_last: bool = True
+    stages: list[StageConfig] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class LossSpec:
+    """One weighted term. ``on`` is a generator output (``sr``, ``denoised``, ``noise_map``,
+    ``heatmaps``); ``target`` defaults from :data:`DEFAULT_TARGETS`; ``start`` is the step at which
+    the term switches on (adversarial warm-up); ``stages`` limits it to named stages."""
+
+    type: str
+    on: str = "sr"
+    target: str = ""
+    weight: float = 1.0
+    start: int = 0
+    stages: list[str] = dataclasses.field(default_factory=list)
+    params: dict[str, Any] = dataclasses.field(default_factory=dict)
+    path: str = ""
+
+    def resolved_target(self) -> str:
+        return self.target or DEFAULT_TARGETS.get(self.on, "hq")
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": self.type, **self.params}
+
+
+@dataclasses.dataclass
+class Recipe:
+    name: str
+    scale: int = 4
+    hq_size: int = 128
+    description: str = ""
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    degradation: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    generator: dict[str, Any] = dataclasses.field(default_factory=dict)
+    discriminator: Optional[dict[str, Any]] = None
+    losses: list[LossSpec] = dataclasses.field(default_factory=list)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    source: str = ""
+
+    @property
+    def lq_size(self) -> int:
+        return self.hq_size // self.scale
+
+    # -- serialisation -----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as TOML-shaped data (what a file would contain), defaults filled in."""
+        out: dict[str, Any] = {"name": self.name, "description": self.description, "scale": self.scale,
+                               "hq_size": self.hq_size, "data": dataclasses.asdict(self.data),
+                               "degradation": copy.deepcopy(self.degradation),
+                               "generator": copy.deepcopy(self.generator)}
+        if self.discriminator is not None:
+            out["discriminator"] = copy.deepcopy(self.discriminator)
+        out["loss"] = [{"type": l.type, "on": l.on, "target": l.resolved_target(), "weight": l.weight,
+                        "start": l.start, "stages": list(l.stages), **copy.deepcopy(l.params)}
+                       for l in self.losses]
+        train = dataclasses.asdict(self.train)
+        train["betas"] = list(train["betas"])
+        out["train"] = train
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=False)
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+# --------------------------------------------------------------------------------------------
+_TOP_KEYS = {"name", "description", "scale", "hq_size", "data", "degradation", "generator",
+             "discriminator", "loss", "train"}
+_LOSS_KEYS = {"type", "on", "target", "weight", "start", "stages"}
+
+
+def load_recipe(source: str | pathlib.Path | Mapping[str, Any], overrides: list[str] | None = None, *,
+                registry: Registry | None = None, validate: bool = True) -> Recipe:
+    """Read a recipe file (or already-parsed data), apply ``key.path=value`` overrides, map it onto
+    :class:`Recipe` and validate every component spec against ``registry``."""
+    if isinstance(source, Mapping):
+        data, origin = copy.deepcopy(dict(source)), "<dict>"
+    else:
+        origin = str(source)
+        path = pathlib.Path(source)
+        if not path.is_file():
+            raise RecipeError("", f"recipe file not found: {path}")
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise RecipeError("", f"{path} is not valid TOML: {exc}") from None
+        except UnicodeDecodeError:
+            raise RecipeError("", f"{path} is not UTF-8 text") from None
+    for item in overrides or []:
+        apply_override(data, item)
+    recipe = recipe_from_dict(data)
+    recipe.source = origin
+    if validate:
+        validate_recipe(recipe, registry or default_registry())
+    return recipe
+
+
+def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
+    if not isinstance(data, Mapping):
+        raise RecipeError("", "a recipe must be a TOML table")
+    unknown = sorted(set(data) - _TOP_KEYS)
+    if unknown:
+        raise RecipeError(unknown[0], f"unknown key; allowed top-level keys: {', '.join(sorted(_TOP_KEYS))}")
+    if "name" not in data:
+        raise RecipeError("name", "missing (every recipe has a name)")
+    name = check_type(data["name"], str, "name")
+    scale = check_type(data.get("scale", 4), int, "scale")
+    if scale not in (1, 2, 4, 8):
+        raise RecipeError("scale", f"must be 1, 2, 4 or 8, got {scale}")
+    hq_size = check_type(data.get("hq_size", 128), int, "hq_size")
+    if not 16 <= hq_size <= 2048 or hq_size % scale:
+        raise RecipeError("hq_size", f"must be in 16..2048 and divisible by scale ({scale}), got {hq_size}")
+    degradation = _list_of_tables(data.get("degradation", []), "degradation")
+    for i, spec in enumerate(degradation):
+        _require_type(spec, f"degradation[{i}]")
+    generator = data.get("generator")
+    if generator is None:
+        raise RecipeError("generator", "missing (a recipe needs a [generator] table with a type)")
+    if not isinstance(generator, Mapping):
+        raise RecipeError("generator", "expected a table")
+    _require_type(generator, "generator")
+    disc = data.get("discriminator")
+    if disc is not None:
+        if not isinstance(disc, Mapping):
+            raise RecipeError("discriminator", "expected a table")
+        _require_type(disc, "discriminator")
+    losses = []
+    for i, raw in enumerate(_list_of_tables(data.get("loss", []), "loss")):
+        path = f"loss[{i}]"
+        _require_type(raw, path)
+        fields = {k: v for k, v in raw.items() if k in _LOSS_KEYS}
+        spec = _dataclass_from(LossSpec, {**fields}, path, skip={"params", "path"})
+        spec.params = {k: v for k, v in raw.items() if k not in _LOSS_KEYS}
+        spec.path = path
+        losses.append(spec)
+    train = _dataclass_from(TrainConfig, data.get("train", {}), "train")
+    _check_train(train)
+    data_cfg = _dataclass_from(DataConfig, data.get("data", {}), "data")
+    if data_cfg.val_count < 1:
+        raise RecipeError("data.val_count", "must be at least 1")
+    if data_cfg.workers < 0 or data_cfg.workers > 64:
+        raise RecipeError("data.workers", "must be in 0..64")
+    return Recipe(name=name, scale=scale, hq_size=hq_size, description=check_type(data.get("description", ""), str, "description"),
+                  data=data_cfg, degradation=[dict(d) for d in degradation], generator=dict(generator),
+                  discriminator=dict(disc) if disc is not None else None, losses=losses, train=train)
+
+
+def _check_train(t: TrainConfig) -> None:
+    positive = {"steps": t.steps, "batch_size": t.batch_size, "log_every": t.log_every,
+                "val_every": t.val_every, "ckpt_every": t.ckpt_every, "keep_last": t.keep_last}
+    for key, value in positive.items():
+        if value < 1:
+            raise RecipeError(f"train.{key}", f"must be at least 1, got {value}")
+    if t.steps > 100_000_000:
+        raise RecipeError("train.steps", f"unreasonably large ({t.steps})")
+    if t.batch_size > 65536:
+        raise RecipeError("train.batch_size", f"unreasonably large ({t.batch_size})")
+    for key in ("lr", "lr_d"):
+        value = getattr(t, key)
+        if not 0 < value < 1:
+            raise RecipeError(f"train.{key}", f"must be in (0, 1), got {value}")
+    if not 0 <= t.ema_decay < 1:
+        raise RecipeError("train.ema_decay", f"must be in [0, 1), got {t.ema_decay}")
+    for i, b in enumerate(t.betas):
+        if not 0 <= b < 1:
+            raise RecipeError(f"train.betas[{i}]", f"must be in [0, 1), got {b}")
+    if t.grad_clip < 0:
+        raise RecipeError("train.grad_clip", "must be >= 0 (0 disables clipping)")
+    if t.warmup_steps < 0 or t.seed < 0 or t.weight_decay < 0:
+        raise RecipeError("train", "warmup_steps, seed and weight_decay must be >= 0")
+    names = [s.name for s in t.stages]
+    for i, s in enumerate(t.stages):
+        if s.steps < 1:
+            raise RecipeError(f"train.stages[{i}].steps", "must be at least 1")
+        if names.count(s.name) > 1:
+            raise RecipeError(f"train.stages[{i}].name", f"duplicate stage name {s.name!r}")
+
+
+def validate_recipe(recipe: Recipe, registry: Registry) -> None:
+    """Validate every component spec (no weights, no data touched)."""
+    for i, spec in enumerate(recipe.degradation):
+        registry.validate("degradation", spec, f"degradation[{i}]")
+    registry.validate("generator", recipe.generator, "generator")
+    if recipe.discriminator is not None:
+        registry.validate("discriminator", recipe.discriminator, "discriminator")
+    stage_names = {s.name for s in recipe.train.stages}
+    for loss in recipe.losses:
+        registry.validate("loss", loss.spec(), loss.path)
+        if loss.on not in DEFAULT_TARGETS:
+            raise RecipeError(f"{loss.path}.on", f"unknown generator output {loss.on!r}; outputs: {', '.join(DEFAULT_TARGETS)}")
+        if loss.resolved_target() not in BATCH_TENSORS:
+            raise RecipeError(f"{loss.path}.target", f"unknown target {loss.target!r}; targets: {', '.join(BATCH_TENSORS)}")
+        for s in loss.stages:
+            if s not in stage_names:
+                raise RecipeError(f"{loss.path}.stages", f"no stage named {s!r} in train.stages")
+        if loss.weight < 0 or loss.start < 0:
+            raise RecipeError(loss.path, "weight and start must be >= 0")
+
+
+def resolve_spec(registry: Registry, kind: str, spec: Mapping[str, Any], path: str = "") -> dict[str, Any]:
+    """A component spec with every parameter default filled in (for ``recipe show``)."""
+    params = registry.validate(kind, spec, path, partial=True)
+    entry = registry.get(kind, spec["type"] if isinstance(spec, Mapping) else spec)
+    out: dict[str, Any] = {"type": entry.name}
+    for p in entry.params:
+        if p.name in params:
+            value = params[p.name]
+            if p.role != "value" and isinstance(value, Mapping):
+                value = resolve_spec(registry, p.component_kind, value, f"{path}.{p.name}")
+            out[p.name] = value
+        elif not p.required:
+            if p.role != "value" and isinstance(p.default, (str, Mapping)):
+                out[p.name] = resolve_spec(registry, p.component_kind, registry.normalize_spec(p.default, p.name), f"{path}.{p.name}")
+            elif _toml_value(p.default):
+                out[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
+    for k, v in params.items():  # **kwargs extras
+        out.setdefault(k, v)
+    return out
+
+
+def resolve_recipe(recipe: Recipe, registry: Registry | None = None) -> Recipe:
+    """A copy of ``recipe`` whose component specs list every parameter with its value."""
+    registry = registry or default_registry()
+    r = copy.deepcopy(recipe)
+    r.degradation = [resolve_spec(registry, "degradation", s, f"degradation[{i}]") for i, s in enumerate(r.degradation)]
+    r.generator = resolve_spec(registry, "generator", r.generator, "generator")
+    if r.discriminator is not None:
+        r.discriminator = resolve_spec(registry, "discriminator", r.discriminator, "discriminator")
+    for loss in r.losses:
+        full = resolve_spec(registry, "loss", loss.spec(), loss.path)
+        loss.params = {k: v for k, v in full.items() if k != "type"}
+    return r
+
+
+def _toml_value(v: Any) -> bool:
+    if isinstance(v, bool | int | float | str):
+        return True
+    if isinstance(v, (list, tuple)):
+        return all(_toml_value(x) for x in v)
+    if isinstance(v, Mapping):
+        return all(isinstance(k, str) and _toml_value(x) for k, x in v.items())
+    return False
+
+
+# --------------------------------------------------------------------------------------------
+# Overrides
+# --------------------------------------------------------------------------------------------
+def parse_value(text: str) -> Any:
+    """A TOML literal (``20``, ``1e-4``, ``true``, ``[1, 2]``, ``"x"``); bare words are strings."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """``train.steps=20``, ``degradation.0.sigma=[0.5, 2]``, ``generator.upsampler.attention.type=se``."""
+    if "=" not in item:
+        raise RecipeError(item, "an override is KEY.PATH=VALUE")
+    key, _, text = item.partition("=")
+    parts = [p for p in key.strip().split(".")]
+    if not all(parts):
+        raise RecipeError(key, "empty component in key path")
+    node: Any = data
+    walked = []
+    for part in parts[:-1]:
+        walked.append(part)
+        if isinstance(node, list):
+            node = node[_index(node, part, walked)]
+        else:
+            if part not in node:
+                node[part] = {}
+            if not isinstance(node[part], (dict, list)):
+                raise RecipeError(".".join(walked), f"is a value, cannot set {key}")
+            node = node[part]
+    last = parts[-1]
+    value = parse_value(text.strip())
+    if isinstance(node, list):
+        node[_index(node, last, parts)] = value
+    else:
+        node[last] = value
+
+
+def _index(node: list, part: str, walked: list[str]) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise RecipeError(".".join(walked), f"expected an index in 0..{len(node) - 1}")
+    return int(part)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------------------------
+def _list_of_tables(value: Any, path: str) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list):
+        raise RecipeError(path, "expected an array of tables ([[...]])")
+    for i, v in enumerate(value):
+        if not isinstance(v, Mapping):
+            raise RecipeError(f"{path}[{i}]", "expected a table")
+    return value
+
+
+def _require_type(spec: Mapping[str, Any], path: str) -> None:
+    if "type" not in spec:
+        raise RecipeError(f"{path}.type", "missing component 'type'")
+    if not isinstance(spec["type"], str):
+        raise RecipeError(f"{path}.type", "expected a string")
+
+
+def _dataclass_from(cls: type, raw: Any, path: str, skip: set[str] = frozenset()):
+    if not isinstance(raw, Mapping):
+        raise RecipeError(path, "expected a table")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in skip}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise RecipeError(f"{path}.{unknown[0]}", f"unknown key; allowed: {', '.join(fields)}")
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}"
+        if name not in raw:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise RecipeError(sub, "missing")
+            continue
+        ann = hints[name]
+        if typing.get_origin(ann) is list and dataclasses.is_dataclass(typing.get_args(ann)[0]):
+            inner = typing.get_args(ann)[0]
+            items = _list_of_tables(raw[name], sub)
+            kwargs[name] = [_dataclass_from(inner, v, f"{sub}[{i}]") for i, v in enumerate(items)]
+        else:
+            kwargs[name] = check_type(raw[name], ann, sub)
+    return cls(**kwargs)
+
+
+def dumps_toml(data: Mapping[str, Any]) -> str:
+    """Minimal TOML writer for recipe-shaped data (tables, arrays of tables, scalars, arrays)."""
+    lines: list[str] = []
+
+    def scalar(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(scalar(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{ " + ", ".join(f"{_key(k)} = {scalar(x)}" for k, x in v.items()) + " }"
+        raise TypeError(f"cannot write {type(v).__name__} as TOML")
+
+    def table(prefix: str, d: Mapping[str, Any], array: bool = False) -> None:
+        plain = {k: v for k, v in d.items() if v is not None and not _is_table(v) and not _is_table_array(v)}
+        if prefix:
+            lines.append("")
+            lines.append(f"[[{prefix}]]" if array else f"[{prefix}]")
+        for k, v in plain.items():
+            lines.append(f"{_key(k)} = {scalar(v)}")
+        for k, v in d.items():
+            if _is_table(v):
+                table(f"{prefix}.{_key(k)}" if prefix else _key(k), v)
+        for k, v in d.items():
+            if _is_table_array(v):
+                for item in v:
+                    table(f"{prefix}.{_key(k)}" if prefix else _key(k), item, array=True)
+
+    table("", data)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _is_table(v: Any) -> bool:
+    return isinstance(v, Mapping)
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, Mapping) for x in v)
+
+
+def _key(k: str) -> str:
+    return k if k.replace("_", "").replace("-", "").isalnum() else json.dumps(k)

@@ -1,0 +1,7 @@
+"""Built-in denoisers components."""
+
+from __future__ import annotations
+
+
+def register(registry) -> None:
+    """Register this module's components (none yet)."""
