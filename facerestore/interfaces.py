@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "AdversarialLoss",
     "Attention",
     "DegradationBatch",
     "Degradation",
@@ -210,6 +211,16 @@ class Loss(nn.Module, ABC):
 
     @abstractmethod
     def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
+        ...
+
+
+class AdversarialLoss(Loss):
+    """A GAN objective, registered as a ``loss``. ``forward(pred=fake, target=real,
+    discriminator=D)`` is the generator's term; :meth:`discriminator_loss` is the critic's. The
+    trainer calls both; the discriminator is passed in, never owned."""
+
+    @abstractmethod
+    def discriminator_loss(self, discriminator: "Discriminator", real: Tensor, fake: Tensor) -> Tensor:
         ...
 
 

@@ -260,6 +260,10 @@ def _signature_params(obj: Callable[..., Any]) -> tuple[tuple[ParamInfo, ...], b
 
 
 def _role(ann: Any) -> tuple[str, str | None]:
+    if typing.get_origin(ann) in (Union, types.UnionType):  # ``Denoiser | None``: optional component
+        inner = [a for a in typing.get_args(ann) if a is not type(None)]
+        if len(inner) == 1:
+            return _role(inner[0])
     if typing.get_origin(ann) is Factory:
         (inner,) = typing.get_args(ann)
         return "factory", getattr(inner, "kind", None)
