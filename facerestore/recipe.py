@@ -306,7 +306,16 @@ def resolve_spec(registry: Registry, kind: str, spec: Mapping[str, Any], path: s
                 out[p.name] = list(p.default) if isinstance(p.default, tuple) else p.default
     for k, v in params.items():  # **kwargs extras
         out.setdefault(k, v)
-    return out
+    return _plain(out)
+
+
+def _plain(v: Any) -> Any:
+    """Tuples (from typed validation) back to TOML arrays."""
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _plain(x) for k, x in v.items()}
+    return v
 
 
 def resolve_recipe(recipe: Recipe, registry: Registry | None = None) -> Recipe:

@@ -1,0 +1,36 @@
+"""Shared test setup: offline, deterministic, CPU-friendly."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TORCH_HOME", str(pathlib.Path(__file__).parent / ".no-torch-home"))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def repo() -> pathlib.Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> pathlib.Path:
+    if not SHARED.is_dir():
+        pytest.skip(f"needs the shared data folder {SHARED} (absent on this machine)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> torch.Tensor:
+    """A real face an installed package ships: skimage's astronaut, (3, H, W) float in [0, 1]."""
+    data = pytest.importorskip("skimage.data")
+    return torch.from_numpy(data.astronaut()).permute(2, 0, 1).float() / 255.0
