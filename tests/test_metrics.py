@@ -1,0 +1,195 @@
+"""Metric definitions against known values and against skimage's reference implementations."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from facerestore import metrics as M
+
+skm = pytest.importorskip("skimage.metrics")
+
+
+def _pair(seed: int = 0, shape=(3, 3, 48, 41), noise: float = 0.08):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.rand(shape, generator=g)
+    b = (a + noise * torch.randn(shape, generator=g)).clamp(0, 1)
+    return a, b
+
+
+def _hwc(t: torch.Tensor) -> np.ndarray:
+    return t.permute(1, 2, 0).double().numpy()
+
+
+def test_psnr_of_known_mse_is_exact():
+    a = torch.zeros(2, 3, 16, 16)
+    b = a.clone()
+    b[0] += 0.1            # MSE 0.01 -> 20 dB
+    b[1, :, :8] += 0.2     # half the pixels off by 0.2 -> MSE 0.02
+    got = M.psnr(b, a)
+    assert got[0].item() == pytest.approx(20.0, abs=1e-4)
+    assert got[1].item() == pytest.approx(10 * math.log10(1 / 0.02), abs=1e-4)
+    assert M.psnr(b * 255, a * 255, data_range=255.0)[0].item() == pytest.approx(20.0, abs=1e-4)
+
+
+def test_psnr_identical_is_inf_and_mean_keeps_it():
+    a = torch.rand(2, 3, 16, 16)
+    p = M.psnr(a, a)
+    assert torch.isinf(p).all()
+    assert math.isinf(M.nan_mean(p)[0])
+
+
+def test_psnr_matches_skimage():
+    a, b = _pair()
+    got = M.psnr(b, a)
+    for i in range(a.shape[0]):
+        ref = skm.peak_signal_noise_ratio(_hwc(a[i]), _hwc(b[i]), data_range=1.0)
+        assert got[i].item() == pytest.approx(ref, abs=1e-3)
+
+
+def test_ssim_identical_is_one():
+    a = torch.rand(2, 3, 32, 32)
+    assert torch.allclose(M.ssim(a, a), torch.ones(2), atol=1e-6)
+    assert torch.allclose(M.ssim_y(a, a), torch.ones(2), atol=1e-6)
+
+
+def test_ssim_matches_skimage_gaussian():
+    a, b = _pair(1)
+    got = M.ssim(b, a)
+    for i in range(a.shape[0]):
+        ref = skm.structural_similarity(_hwc(b[i]), _hwc(a[i]), channel_axis=-1, data_range=1.0,
+                                        gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+        assert got[i].item() == pytest.approx(ref, abs=1e-5)
+    assert (got < 0.99).all()  # the noise is visible to SSIM
+
+
+def test_ssim_lower_for_more_noise():
+    a, b1 = _pair(2, noise=0.02)
+    _, b2 = _pair(2, noise=0.2)
+    assert (M.ssim(b1, a) > M.ssim(b2, a)).all()
+
+
+def test_ssim_rejects_small_images():
+    a = torch.rand(1, 3, 8, 8)
+    with pytest.raises(ValueError):
+        M.ssim(a, a)
+
+
+def test_y_channel_matches_skimage_and_known_values():
+    from skimage.color import rgb2ycbcr
+
+    a, _ = _pair(3)
+    y = M.rgb_to_y(a)
+    assert y.shape == (3, 1, 48, 41)
+    ref = rgb2ycbcr(_hwc(a[0]))[..., 0] / 255.0
+    assert np.allclose(y[0, 0].double().numpy(), ref, atol=1e-6)
+    black, white = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
+    assert M.rgb_to_y(black).item() == pytest.approx(16 / 255)
+    assert M.rgb_to_y(white).item() == pytest.approx(235 / 255, abs=1e-6)
+
+
+def test_y_metrics_match_skimage_on_y():
+    from skimage.color import rgb2ycbcr
+
+    a, b = _pair(4)
+    ya = rgb2ycbcr(_hwc(a[0]))[..., 0]  # 16..235, data range 255
+    yb = rgb2ycbcr(_hwc(b[0]))[..., 0]
+    assert M.psnr_y(b, a)[0].item() == pytest.approx(skm.peak_signal_noise_ratio(ya, yb, data_range=255), abs=1e-3)
+    ref = skm.structural_similarity(yb, ya, data_range=255, gaussian_weights=True, sigma=1.5,
+                                    use_sample_covariance=False)
+    assert M.ssim_y(b, a)[0].item() == pytest.approx(ref, abs=1e-5)
+
+
+def test_masked_psnr_inside_and_outside():
+    target = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 16:, 8:24] = 1.0  # the "face mask" region: lower half, centre
+    pred = target.clone()
+    pred[:, :, 16:, 8:24] += 0.1  # errors only inside the mask (no clipping needed: compare raw)
+    inside = M.masked_psnr(pred, target, mask)
+    outside = M.masked_psnr(pred, target, 1 - mask)
+    assert torch.allclose(inside, torch.full((2,), 20.0), atol=1e-3)
+    assert torch.isinf(outside).all()
+    # whole-image PSNR dilutes the error by the mask's area (1/4 of the pixels)
+    assert M.psnr(pred, target)[0].item() == pytest.approx(10 * math.log10(1 / (0.01 / 4)), abs=1e-3)
+    # and an empty mask is undefined, not 0 or inf
+    empty = M.masked_psnr(pred, target, torch.zeros_like(mask))
+    assert torch.isnan(empty).all()
+    value, n = M.nan_mean(torch.tensor([20.0, float("nan"), 30.0]))
+    assert (value, n) == (25.0, 2)
+
+
+def test_masked_mse_soft_weights():
+    target = torch.zeros(1, 3, 4, 4)
+    pred = torch.zeros(1, 3, 4, 4)
+    pred[..., 0, 0] = 1.0
+    w = torch.zeros(1, 1, 4, 4)
+    w[..., 0, 0] = 0.5
+    w[..., 0, 1] = 0.5
+    # sum(w * err) / (C * sum(w)) = (0.5 * 1 * 3) / (3 * 1) = 0.5
+    assert M.mse(pred, target, w).item() == pytest.approx(0.5)
+
+
+def test_landmark_nme_definition():
+    q = torch.zeros(1, 68, 2)
+    q[0, 36] = torch.tensor([10.0, 20.0])
+    q[0, 45] = torch.tensor([50.0, 20.0])  # inter-ocular distance 40
+    p = q.clone()
+    p[..., 0] += 4.0  # every point 4 px off -> NME 0.1
+    assert M.landmark_nme(p, q).item() == pytest.approx(0.1)
+
+
+def test_faces_per_second_counts_faces():
+    calls = []
+
+    def model(x):
+        calls.append(x.shape[0])
+        return x
+
+    r = M.faces_per_second(model, 8, "cpu", batch_size=4, warmup=1, min_time=0.0, max_iters=3)
+    assert calls[0] == 4 and r["iterations"] >= 2 and r["faces_per_s"] > 0
+
+
+def _astronaut_face(size: int = 128) -> torch.Tensor:
+    from skimage.data import astronaut
+
+    face = torch.from_numpy(astronaut()[30:230, 130:330].copy()).permute(2, 0, 1).float() / 255
+    return torch.nn.functional.interpolate(face[None], size=(size, size), mode="bilinear",
+                                           antialias=True, align_corners=False).clamp(0, 1)
+
+
+def test_identity_of_a_face_with_itself():
+    try:
+        metric = M.IdentityMetric("cpu")
+    except M.MetricUnavailable as exc:
+        pytest.skip(f"identity encoder unavailable: {exc}")
+    face = _astronaut_face()
+    r = metric(face, face)
+    assert r["cosine"].item() == pytest.approx(1.0, abs=1e-5)
+    assert r["distance"].item() == pytest.approx(0.0, abs=1e-4)
+    assert r["verified"].item() == 1.0
+    # a different "face" (the same crop flipped upside down and colour-inverted) is far away
+    other = 1 - face.flip(-2)
+    far = metric(other, face)
+    assert far["distance"].item() > 0.1 and far["cosine"].item() < 0.99
+
+
+def test_landmarks_of_a_face_with_itself():
+    try:
+        metric = M.LandmarkMetric("cpu")
+    except M.MetricUnavailable as exc:
+        pytest.skip(f"landmark predictor unavailable: {exc}")
+    face = _astronaut_face()
+    assert metric(face, face).item() == pytest.approx(0.0, abs=1e-6)
+    pts = metric.landmarks(face)
+    # eyes above the mouth in an upright face; the inter-ocular distance is a sane fraction of 128
+    assert pts[0, 36:48, 1].mean() < pts[0, 48:68, 1].mean()
+    iod = (pts[0, 36] - pts[0, 45]).norm()
+    assert 20 < iod < 100
+    # the face moved 6 px to the right inside the same box: every landmark follows it
+    shifted = torch.roll(face, 6, dims=-1)
+    nme = metric(shifted, face).item()
+    assert nme == pytest.approx(6 / iod.item(), rel=0.35)
