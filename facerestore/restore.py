@@ -1,0 +1,290 @@
+"""The restoration pipeline and its Python API.
+
+    from facerestore.restore import Restorer
+    r = Restorer.from_pretrained("jdsr-x4", device="auto")
+    photo = r.restore(photo)                 # PIL / numpy / tensor in, the same kind out
+    faces_hq = r.restore_faces(faces_lq)     # (B, 3, h, w) aligned crops -> (B, 3, H, W)
+
+Whole photos: detect faces and 5 landmarks (registry detector ``mtcnn``), align each face onto
+the training template at the model's input size, restore every face of a group of photos in one
+forward pass (``batch_size`` faces at most), paste them back with a feathered mask.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Literal, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import align
+from .interfaces import Detection, FaceDetector
+from .zoo import DEFAULT_MODEL, model_geometry, resolve_device, resolve_model
+
+
+@dataclasses.dataclass
+class FaceRecord:
+    """One detected face: ``box`` (4,), ``landmarks`` (5, 2) in photo pixels, ``eye_distance``
+    in pixels; ``restored`` False when it was skipped (``reason``)."""
+
+    box: Tensor
+    landmarks: Tensor
+    score: float
+    eye_distance: float
+    restored: bool = True
+    reason: str = ""
+
+
+@dataclasses.dataclass
+class RestoreResult:
+    """A restored photo ``image`` (3, H*upscale, W*upscale), its faces, and for the restored ones
+    the aligned model inputs ``aligned`` (N, 3, h, h) and outputs ``restored`` (N, 3, H, H)."""
+
+    image: Tensor
+    faces: list[FaceRecord]
+    aligned: Tensor
+    restored: Tensor
+
+    @property
+    def n_found(self) -> int:
+        return len(self.faces)
+
+    @property
+    def n_restored(self) -> int:
+        return sum(f.restored for f in self.faces)
+
+    @property
+    def n_skipped(self) -> int:
+        return self.n_found - self.n_restored
+
+
+class Restorer:
+    """Restores faces in photos or aligned crops with a generator (see :meth:`from_pretrained`).
+
+    ``min_face``: faces whose eye distance (pixels between the two eye landmarks in the input
+    photo) is below this are left untouched (0 = restore every detected face; the template's eye
+    distance is 0.22 of the aligned face, so 7 px of eye distance is about a 32 px face).
+    ``upscale``: the photo is enlarged bicubically by this factor and faces are pasted at that
+    resolution. ``detector``: any :class:`FaceDetector`; default the registry's ``mtcnn``, built
+    on first use.
+    """
+
+    def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",
+                 detector: Optional[FaceDetector] = None, min_face: float = 0.0, batch_size: int = 16,
+                 upscale: float = 1.0, color_match: bool = True, mask_shape: align.MaskShape = "square",
+                 channels_last: bool = True, name: str = ""):
+        self.device = resolve_device(device)
+        self.generator = generator.to(self.device).eval()
+        self.recipe = recipe
+        self.name = name
+        self.scale, self.lq_size = model_geometry(generator, recipe)
+        self.hq_size = self.lq_size * self.scale
+        self.min_face = float(min_face)
+        self.batch_size = max(1, int(batch_size))
+        self.upscale = float(upscale)
+        if self.upscale < 1:
+            raise ValueError("upscale must be >= 1")
+        self.color_match = color_match
+        self.mask_shape = mask_shape
+        self.channels_last = channels_last
+        self._detector = detector
+        self._mask: Optional[Tensor] = None
+        if channels_last and self.device.type != "mps":
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: str | torch.device = "auto",
+                        **kwargs: Any) -> "Restorer":
+        """A restorer for a model name (``jdsr-x4``, ``bicubic``) or a safetensors checkpoint path."""
+        dev = resolve_device(device)
+        generator, recipe = resolve_model(name_or_path, dev)
+        return cls(generator, recipe, device=dev, name=os.fspath(name_or_path), **kwargs)
+
+    # -- detector ------------------------------------------------------------------------------
+    @property
+    def detector(self) -> FaceDetector:
+        if self._detector is None:
+            self._detector = default_detector(self.device)
+        return self._detector
+
+    # -- aligned faces -------------------------------------------------------------------------
+    def restore_faces(self, batch: Tensor) -> Tensor:
+        """Aligned crops ``(B, 3, h, w)`` in [0, 1] (resized to the model input when ``h, w``
+        differ) -> restored faces ``(B, 3, H, H)`` in [0, 1], on the input's device."""
+        if batch.dim() == 3:
+            return self.restore_faces(batch[None])[0]
+        if batch.dim() != 4 or batch.shape[1] != 3:
+            raise ValueError(f"expected (B, 3, h, w) faces, got {tuple(batch.shape)}")
+        x = batch.float()
+        if tuple(x.shape[-2:]) != (self.lq_size, self.lq_size):
+            big = x.shape[-1] > self.lq_size or x.shape[-2] > self.lq_size
+            x = F.interpolate(x, size=(self.lq_size, self.lq_size), mode="bicubic", align_corners=False,
+                              antialias=big).clamp(0, 1)
+        outs = []
+        with torch.inference_mode():
+            for chunk in x.split(self.batch_size):
+                chunk = chunk.to(self.device)
+                if self.channels_last:
+                    chunk = chunk.contiguous(memory_format=torch.channels_last)
+                outs.append(self.generator(chunk)["sr"].float().clamp(0, 1).contiguous())
+        if not outs:
+            return x.new_zeros(0, 3, self.hq_size, self.hq_size)
+        return torch.cat(outs).to(batch.device)
+
+    # -- whole photos --------------------------------------------------------------------------
+    def blend_mask(self) -> Tensor:
+        if self._mask is None:
+            self._mask = align.blend_mask(self.hq_size, self.mask_shape)
+        return self._mask
+
+    def select(self, det: Detection) -> list[FaceRecord]:
+        faces = []
+        for i in range(det.boxes.shape[0]):
+            lm = det.landmarks[i].float().cpu()
+            eye = float(align.face_size(lm[None])[0]) if torch.isfinite(lm).all() else float("nan")
+            rec = FaceRecord(box=det.boxes[i].float().cpu(), landmarks=lm, score=float(det.scores[i]),
+                             eye_distance=eye)
+            if not torch.isfinite(lm).all():
+                rec.restored, rec.reason = False, "no landmarks"
+            elif eye < self.min_face:
+                rec.restored, rec.reason = False, f"eye distance {eye:.1f}px < --min-face {self.min_face:g}"
+            faces.append(rec)
+        return faces
+
+    def restore_many(self, images: list[Tensor], detections: Optional[list[Detection]] = None) -> list[RestoreResult]:
+        """Restore a group of photos ``(3, H, W)`` in [0, 1]; all their faces go through the model
+        together (``batch_size`` at a time). ``detections`` skips the detector."""
+        images = [img.float() for img in images]
+        if detections is None:
+            detections = self.detector.detect(images) if images else []
+        records = [self.select(d) for d in detections]
+        crops, mats = [], []
+        for img, faces in zip(images, records):
+            lms = [f.landmarks for f in faces if f.restored]
+            if lms:
+                m = align.alignment_matrices(torch.stack(lms), self.lq_size)
+                crops.append(align.warp_crops(img, m.to(img.device), self.lq_size))
+            else:
+                crops.append(img.new_zeros(0, 3, self.lq_size, self.lq_size))
+        restored_all = self.restore_faces(torch.cat(crops)) if sum(len(c) for c in crops) else None
+        results, start = [], 0
+        for img, faces, lq in zip(images, records, crops):
+            n = lq.shape[0]
+            hq = restored_all[start:start + n] if restored_all is not None else img.new_zeros(0, 3, self.hq_size, self.hq_size)
+            start += n
+            results.append(RestoreResult(self._paste(img, faces, hq), faces, lq.cpu(), hq.cpu()))
+        return results
+
+    def _paste(self, img: Tensor, faces: list[FaceRecord], hq: Tensor) -> Tensor:
+        base = upscale_image(img, self.upscale)
+        if hq.shape[0] == 0:
+            return base
+        lms = torch.stack([f.landmarks for f in faces if f.restored])
+        if self.upscale != 1:
+            lms = (lms + 0.5) * self.upscale - 0.5
+        m = align.alignment_matrices(lms, self.hq_size)
+        return align.paste_faces(base, hq.to(base), m.to(base), self.blend_mask().to(base),
+                                 color_match=self.color_match)
+
+    def restore(self, image: Any) -> Any:
+        """One photo, as a tensor (3, H, W) float, a PIL image or a numpy (H, W[, C]) array; the
+        result has the same kind (and dtype), enlarged by ``upscale``."""
+        tensor, back = to_tensor(image)
+        out = self.restore_many([tensor])[0].image
+        return back(out)
+
+
+def upscale_image(img: Tensor, factor: float) -> Tensor:
+    if factor == 1:
+        return img.clone()
+    h, w = img.shape[-2:]
+    size = (int(round(h * factor)), int(round(w * factor)))
+    return F.interpolate(img[None], size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1)
+
+
+def to_tensor(image: Any) -> tuple[Tensor, Any]:
+    """Any supported photo -> (3, H, W) float tensor, and a function turning a result back."""
+    if isinstance(image, Tensor):
+        if image.dim() != 3 or image.shape[0] not in (1, 3):
+            raise ValueError(f"expected a (3, H, W) tensor, got {tuple(image.shape)}")
+        dtype = image.dtype
+        t = image.float() / 255.0 if dtype == torch.uint8 else image.float()
+        t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
+
+        def back_tensor(out: Tensor) -> Tensor:
+            out = out.to(image.device)
+            return out.mul(255).round().to(torch.uint8) if dtype == torch.uint8 else out.to(dtype)
+
+        return t, back_tensor
+    if isinstance(image, np.ndarray):
+        arr = image
+        if arr.ndim == 2:
+            arr = arr[..., None]
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+            raise ValueError(f"expected an (H, W, 3) array, got {image.shape}")
+        alpha = arr[..., 3:4] if arr.shape[2] == 4 else None
+        rgb = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr, 3, axis=2)
+        scale = 255.0 if arr.dtype == np.uint8 else (65535.0 if arr.dtype == np.uint16 else 1.0)
+        t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / scale)
+
+        def back_numpy(out: Tensor) -> np.ndarray:
+            res = out.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
+            if image.ndim == 2 or image.shape[2] == 1:
+                res = (0.299 * res[..., :1] + 0.587 * res[..., 1:2] + 0.114 * res[..., 2:3])
+                res = res[..., 0] if image.ndim == 2 else res
+            if alpha is not None:
+                a = alpha.astype(np.float32) / scale
+                if a.shape[:2] != res.shape[:2]:
+                    a = F.interpolate(torch.from_numpy(a).permute(2, 0, 1)[None], size=res.shape[:2],
+                                      mode="bilinear")[0].permute(1, 2, 0).numpy()
+                res = np.concatenate([res, a], axis=2)
+            if scale != 1.0:
+                return np.round(res * scale).astype(image.dtype)
+            return res.astype(image.dtype)
+
+        return t, back_numpy
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        from .io import _convert
+
+        t, info = _convert(image, "<image>", image.format, 1, 8)
+
+        def back_pil(out: Tensor):
+            from .io import to_uint8
+
+            pil = Image.fromarray(to_uint8(out), mode="RGB")
+            if info.grayscale:
+                pil = pil.convert("L")
+            if info.alpha is not None:
+                a = info.alpha
+                if tuple(a.shape[-2:]) != tuple(out.shape[-2:]):
+                    a = F.interpolate(a[None], size=out.shape[-2:], mode="bilinear")[0]
+                pil.putalpha(Image.fromarray(to_uint8(a)[..., 0], mode="L"))
+            return pil
+
+        return t, back_pil
+    raise TypeError(f"cannot restore a {type(image).__name__}; give a tensor, numpy array or PIL image")
+
+
+def default_detector(device: torch.device | str = "cpu") -> FaceDetector:
+    """The registry's ``mtcnn`` detector (facenet-pytorch's weights ship inside that package)."""
+    from .errors import MissingWeightsError
+    from .registry import default_registry
+
+    reg = default_registry()
+    if ("detector", "mtcnn") not in reg:
+        raise MissingWeightsError("no face detector 'mtcnn' is registered (it needs facenet-pytorch: "
+                                  "pip install facenet-pytorch); use --aligned for pre-cropped faces")
+    entry = reg.get("detector", "mtcnn")
+    params = {p.name for p in entry.params}
+    kwargs: dict[str, Any] = {}
+    if "device" in params:
+        kwargs["device"] = str(device)
+    return reg.create("detector", "mtcnn", **kwargs)

@@ -1,0 +1,92 @@
+"""Model names for ``restore``, ``eval`` and ``export``: built-in, bundled, or a checkpoint path.
+
+* ``bicubic``: no weights, a ``sr_only`` generator with the ``bicubic`` upsampler (the baseline
+  every trained model must beat; also what tests use, so they need no training);
+* a bundled name (:data:`BUNDLED`): a safetensors file shipped inside the package under
+  ``facerestore/weights/``; the default, ``jdsr-x4``, is trained by ``recipes/jdsr_gan.toml``;
+* anything else is a path to a facerestore safetensors checkpoint (its recipe is inside it).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .errors import FaceRestoreError, MissingWeightsError
+
+DEFAULT_MODEL = "jdsr-x4"
+WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
+#: bundled model name -> file under :data:`WEIGHTS_DIR`
+BUNDLED: dict[str, str] = {
+    "jdsr-x4": "jdsr-x4.safetensors",
+}
+#: weight-free models: name -> (generator spec given the scale)
+BUILTIN = ("bicubic",)
+#: face size the weight-free models assume (LQ input = HQ_SIZE / scale)
+HQ_SIZE = 128
+
+
+def known_models() -> list[str]:
+    return [*BUILTIN, *BUNDLED]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; anything else as given."""
+    if isinstance(device, torch.device):
+        return device
+    if device in ("auto", "", None):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise FaceRestoreError(f"unknown device {device!r}; use auto, cpu or cuda") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FaceRestoreError("--device cuda was asked for but no CUDA device is available; use --device cpu")
+    return dev
+
+
+def bundled_path(name: str) -> pathlib.Path:
+    return WEIGHTS_DIR / BUNDLED[name]
+
+
+def _looks_like_path(s: str) -> bool:
+    return os.sep in s or "/" in s or pathlib.Path(s).suffix != "" or pathlib.Path(s).exists()
+
+
+def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: str | torch.device = "cpu",
+                  scale: int = 4) -> tuple[nn.Module, Optional[object]]:
+    """Build a generator (eval mode, on ``device``) and return it with its recipe (None for
+    weight-free models). ``scale`` only applies to ``bicubic``."""
+    from .checkpoint import load_generator
+
+    dev = resolve_device(device)
+    name = os.fspath(name_or_path)
+    if name == "bicubic":
+        from .registry import default_registry
+
+        gen = default_registry().build("generator", {"type": "sr_only", "upsampler": {"type": "bicubic", "scale": scale}},
+                                       "model")
+        return gen.to(dev).eval(), None
+    if name in BUNDLED:
+        path = bundled_path(name)
+        if not path.is_file():
+            raise MissingWeightsError(
+                f"the bundled model {name!r} is not in this install ({path} is missing). Pass a checkpoint "
+                f"with --model PATH.safetensors, train one with `facerestore train recipes/jdsr_gan.toml`, "
+                f"or use --model bicubic for the weight-free baseline.")
+        return load_generator(path, dev)
+    if not _looks_like_path(name):
+        raise FaceRestoreError(f"unknown model {name!r}: known names are {', '.join(known_models())}, "
+                               "or give the path of a .safetensors checkpoint")
+    return load_generator(name, dev)
+
+
+def model_geometry(generator: nn.Module, recipe: Optional[object]) -> tuple[int, int]:
+    """``(scale, lq_size)``: the model's magnification and the face size it takes as input."""
+    scale = int(getattr(recipe, "scale", 0) or getattr(generator, "scale", 1) or 1)
+    hq = int(getattr(recipe, "hq_size", 0) or HQ_SIZE)
+    return scale, max(1, hq // scale)
