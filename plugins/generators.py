@@ -1,7 +1,155 @@
-"""Built-in generators components."""
+"""Built-in generators: JDSR-GAN (denoiser -> identity -> face SR) and the SR-only baseline.
+
+Identity features in ``jdsr``: at inference the only face available is the masked 32 px input,
+so the embedding that modulates the SR module is computed from the *denoised* LQ face. By
+default it is a small trainable conv encoder (``identity_channels``) trained end to end; the
+identity *loss* (a frozen face-recognition network comparing the SR output with the HQ face)
+is what teaches it. A frozen :class:`IdentityEncoder` can be used instead (``identity = {type =
+"dlib_resnet"}``): it then runs on the bicubic-upsampled denoised face, followed by a trainable
+projection. The learned branch costs ~0.03 GFLOPs per face at 32 px; a ResNet face encoder at
+150 px costs two orders of magnitude more, which alone would use most of the CPU budget.
+"""
 
 from __future__ import annotations
 
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
+from facerestore.registry import default_registry
+
+from .denoisers import conv3x3
+
+
+def _component(value, kind: str):
+    """Direct Python use: accept a built module, a component name or a spec dict."""
+    if isinstance(value, (str, dict)):
+        return default_registry().build(kind, value, kind)
+    return value
+
+
+class LearnedIdentity(nn.Module):
+    """Tiny conv encoder: denoised LQ face -> (B, dim) L2-normalised identity embedding."""
+
+    def __init__(self, dim: int, channels: int = 32):
+        super().__init__()
+        c = channels
+        self.features = nn.Sequential(
+            conv3x3(3, c), nn.ReLU(inplace=True),
+            conv3x3(c, 2 * c, stride=2), nn.ReLU(inplace=True),
+            conv3x3(2 * c, 4 * c, stride=2), nn.ReLU(inplace=True),
+            conv3x3(4 * c, 4 * c, stride=2), nn.ReLU(inplace=True),
+        )
+        self.proj = nn.Linear(4 * c, dim)
+
+    def forward(self, face: Tensor) -> Tensor:
+        return F.normalize(self.proj(self.features(face).mean((2, 3))), dim=1)
+
+
+class EncoderIdentity(nn.Module):
+    """A frozen IdentityEncoder on the bicubic-upsampled face + a trainable projection to ``dim``."""
+
+    def __init__(self, encoder: IdentityEncoder, dim: int):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.proj = nn.Linear(encoder.dim, dim)
+
+    def train(self, mode: bool = True) -> "EncoderIdentity":
+        super().train(mode)
+        self.encoder.eval()  # frozen: keep its normalisation statistics fixed
+        return self
+
+    def forward(self, face: Tensor) -> Tensor:
+        size = self.encoder.input_size
+        up = F.interpolate(face, size=(size, size), mode="bicubic", align_corners=False).clamp(0, 1)
+        return F.normalize(self.proj(self.encoder(up)), dim=1)
+
+
+class StageGroup(nn.Module):
+    """The trainable modules a stage of a staged schedule optimises together."""
+
+    def __init__(self, **modules: Optional[nn.Module]):
+        super().__init__()
+        for name, mod in modules.items():
+            if mod is not None:
+                self.add_module(name, mod)
+
+    def forward(self, *args, **kwargs):  # pragma: no cover - a grouping, not a network
+        raise RuntimeError("StageGroup only groups parameters")
+
+
+class JDSRGenerator(Generator):
+    """JDSR-GAN: CBDNet-style denoiser at LQ size, identity embedding of the denoised face, face SR.
+
+    Outputs ``sr``, ``denoised``, ``noise_map`` and (when the upsampler has a face-prior branch)
+    ``heatmaps``. ``detach = true`` stops gradients between denoiser and SR module: the separate
+    two-stage pipeline. The identity branch is used when ``upsampler.identity_dim > 0``: a learned
+    encoder of width ``identity_channels``, or a frozen ``identity`` encoder when one is given.
+    Stages: ``denoiser`` and ``upsampler`` (the identity branch trains with the upsampler).
+    """
+
+    def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
+                 identity: IdentityEncoder | None = None, identity_channels: int = 32, detach: bool = False):
+        super().__init__()
+        denoiser, upsampler = _component(denoiser, "denoiser"), _component(upsampler, "upsampler")
+        identity = _component(identity, "identity") if identity is not None else None
+        self.denoiser = denoiser
+        self.upsampler = upsampler
+        self.scale = upsampler.scale
+        self.detach = detach
+        dim = int(getattr(upsampler, "identity_dim", 0))
+        if dim > 0:
+            self.identity_branch = EncoderIdentity(identity, dim) if identity is not None else LearnedIdentity(dim, identity_channels)
+        else:
+            if identity is not None:
+                raise ValueError("an identity encoder was given but the upsampler takes no identity "
+                                 "(set upsampler.identity_dim > 0)")
+            self.identity_branch = None
+        sr_group = StageGroup(upsampler=upsampler, identity=self._trainable_identity())
+        object.__setattr__(self, "_stages", {"denoiser": denoiser, "upsampler": sr_group})
+
+    def _trainable_identity(self) -> Optional[nn.Module]:
+        b = self.identity_branch
+        return b.proj if isinstance(b, EncoderIdentity) else b
+
+    def stage_modules(self) -> dict[str, nn.Module]:
+        return dict(self._stages)
+
+    def forward(self, lq: Tensor) -> dict[str, Tensor]:
+        d = self.denoiser(lq)
+        x = d.image.detach() if self.detach else d.image
+        emb = self.identity_branch(x) if self.identity_branch is not None else None
+        u = self.upsampler(x, emb)
+        out = {"sr": u.image, "denoised": d.image}
+        if d.noise_map is not None:
+            out["noise_map"] = d.noise_map
+        if u.heatmaps is not None:
+            out["heatmaps"] = u.heatmaps
+        return out
+
+
+class SROnly(Generator):
+    """SR without a denoising stage (the SR-only baseline; with the ``bicubic`` upsampler, bicubic)."""
+
+    def __init__(self, upsampler: Upsampler = "jdsr_sr"):
+        super().__init__()
+        self.upsampler = upsampler = _component(upsampler, "upsampler")
+        self.scale = upsampler.scale
+
+    def stage_modules(self) -> dict[str, nn.Module]:
+        return {"upsampler": self.upsampler}
+
+    def forward(self, lq: Tensor) -> dict[str, Tensor]:
+        u = self.upsampler(lq)
+        out = {"sr": u.image}
+        if u.heatmaps is not None:
+            out["heatmaps"] = u.heatmaps
+        return out
+
 
 def register(registry) -> None:
-    """Register this module's components (none yet)."""
+    registry.register("generator", "jdsr", JDSRGenerator)
+    registry.register("generator", "sr_only", SROnly)

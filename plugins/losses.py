@@ -1,7 +1,193 @@
-"""Built-in losses components."""
+"""Built-in losses: pixel, TV, CBDNet's asymmetric map loss, face prior, identity, adversarial.
+
+Each returns an unweighted scalar (the trainer applies the recipe's ``weight``) and is zero, or
+minimal, when ``pred == target``. ``perceptual`` and ``style`` (VGG16) live in
+``plugins/perceptual.py``.
+"""
 
 from __future__ import annotations
 
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facerestore.interfaces import AdversarialLoss, Discriminator, IdentityEncoder, Loss
+
+
+def _match(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` resized (area) to the spatial size of ``like`` when they differ."""
+    if t.shape[-2:] == like.shape[-2:]:
+        return t
+    return F.interpolate(t, size=like.shape[-2:], mode="area")
+
+
+def _occlusion_like(context: dict[str, Any], like: Tensor) -> Tensor | None:
+    for key in ("occlusion", "occlusion_hq"):
+        occ = context.get(key)
+        if isinstance(occ, Tensor) and occ.shape[-2:] == like.shape[-2:]:
+            return occ
+    occ = context.get("occlusion")
+    return _match(occ, like) if isinstance(occ, Tensor) else None
+
+
+class PixelLoss(Loss):
+    """Per-pixel L1, L2 or Charbonnier distance, optionally weighted up inside the occlusion mask.
+
+    ``occluded_weight`` w > 0 weighs each pixel by ``1 + w * occlusion`` (the occlusion map from
+    the batch), so the masked region, where restoration is hardest, is not drowned by the easy
+    visible pixels.
+    """
+
+    def __init__(self, mode: Literal["l1", "l2", "charbonnier"] = "l1", eps: float = 1e-3,
+                 occluded_weight: float = 0.0):
+        super().__init__()
+        if eps <= 0 or occluded_weight < 0:
+            raise ValueError("eps must be > 0 and occluded_weight >= 0")
+        self.mode, self.eps, self.occluded_weight = mode, eps, occluded_weight
+
+    def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
+        d = pred - target
+        if self.mode == "l1":
+            err = d.abs()
+        elif self.mode == "l2":
+            err = d * d
+        else:  # Charbonnier, shifted so that identical inputs give exactly 0
+            err = torch.sqrt(d * d + self.eps ** 2) - self.eps
+        if self.occluded_weight > 0:
+            occ = _occlusion_like(context, pred)
+            if occ is not None:
+                w = 1 + self.occluded_weight * occ
+                return (err * w).sum() / (w.sum() * pred.shape[1])
+        return err.mean()
+
+
+class TVLoss(Loss):
+    """Total variation of the prediction (smoothness prior; ``target`` is not used)."""
+
+    def __init__(self, mode: Literal["l1", "l2"] = "l1"):
+        super().__init__()
+        self.mode = mode
+
+    def forward(self, pred: Tensor, target: Tensor | None = None, **context: Any) -> Tensor:
+        dh = pred[..., 1:, :] - pred[..., :-1, :]
+        dw = pred[..., :, 1:] - pred[..., :, :-1]
+        if self.mode == "l1":
+            return dh.abs().mean() + dw.abs().mean()
+        return (dh * dh).mean() + (dw * dw).mean()
+
+
+class AsymmetricLoss(Loss):
+    """CBDNet's asymmetric loss on the estimated map: under-estimating occlusion costs more.
+
+    ``|alpha - 1[pred - target < 0]| * (pred - target)^2`` with ``0 < alpha < 0.5`` (CBDNet:
+    0.3): a missed occluded pixel (pred < target) is weighted ``1 - alpha``, a false alarm
+    ``alpha``, because a denoiser told "clean" leaves the occlusion in place.
+    """
+
+    def __init__(self, alpha: float = 0.3):
+        super().__init__()
+        if not 0 <= alpha <= 1:
+            raise ValueError("alpha must be in [0, 1]")
+        self.alpha = alpha
+
+    def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
+        d = pred - _match(target, pred)
+        w = (self.alpha - (d < 0).to(d.dtype)).abs()
+        return (w * d * d).mean()
+
+
+class FacePriorLoss(Loss):
+    """Landmark-heatmap MSE for the face-prior branch, optionally weighted towards the peaks.
+
+    ``foreground_weight`` w weighs each pixel by ``1 + w * target``: heatmaps are almost all
+    background, and plain MSE is otherwise minimised by predicting zeros everywhere.
+    """
+
+    def __init__(self, foreground_weight: float = 0.0):
+        super().__init__()
+        if foreground_weight < 0:
+            raise ValueError("foreground_weight must be >= 0")
+        self.foreground_weight = foreground_weight
+
+    def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
+        if pred.shape[1] != target.shape[1]:
+            raise ValueError(f"face_prior: the network predicts {pred.shape[1]} heatmaps but the batch has "
+                             f"{target.shape[1]} landmarks (set upsampler.landmarks to match)")
+        target = _match(target, pred)
+        err = (pred - target) ** 2
+        if self.foreground_weight > 0:
+            err = err * (1 + self.foreground_weight * target)
+        return err.mean()
+
+
+class IdentityLoss(Loss):
+    """Identity distance: 1 - cosine similarity of face embeddings of pred and target (frozen encoder)."""
+
+    def __init__(self, encoder: IdentityEncoder = "dlib_resnet"):
+        super().__init__()
+        if isinstance(encoder, (str, dict)):
+            from facerestore.registry import default_registry
+
+            encoder = default_registry().build("identity", encoder, "encoder")
+        self.encoder = encoder.eval().requires_grad_(False)
+
+    def train(self, mode: bool = True) -> "IdentityLoss":
+        super().train(mode)
+        self.encoder.eval()
+        return self
+
+    def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
+        with torch.no_grad():
+            t = F.normalize(self.encoder(target), dim=1)
+        p = F.normalize(self.encoder(pred), dim=1)
+        return (1 - (p * t).sum(1)).mean()
+
+
+class GANLoss(AdversarialLoss):
+    """Adversarial loss: vanilla (BCE), LSGAN, hinge or relativistic average (RaGAN, ESRGAN)."""
+
+    def __init__(self, mode: Literal["vanilla", "lsgan", "hinge", "relativistic"] = "relativistic"):
+        super().__init__()
+        self.mode = mode
+
+    @staticmethod
+    def _bce(logits: Tensor, real: bool) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
+
+    def forward(self, pred: Tensor, target: Tensor | None = None, *, discriminator: Discriminator | None = None,
+                **context: Any) -> Tensor:
+        if discriminator is None:
+            raise ValueError("the adversarial loss needs discriminator=... (does the recipe have a [discriminator]?)")
+        fake = discriminator(pred)
+        if self.mode == "vanilla":
+            return self._bce(fake, True)
+        if self.mode == "lsgan":
+            return ((fake - 1) ** 2).mean()
+        if self.mode == "hinge":
+            return -fake.mean()
+        if target is None:
+            raise ValueError("the relativistic adversarial loss needs the real images as target")
+        real = discriminator(target).detach()
+        return 0.5 * (self._bce(real - fake.mean(), False) + self._bce(fake - real.mean(), True))
+
+    def discriminator_loss(self, discriminator: Discriminator, real: Tensor, fake: Tensor) -> Tensor:
+        fake = fake.detach()
+        r, f = discriminator(real), discriminator(fake)
+        if self.mode == "vanilla":
+            return self._bce(r, True) + self._bce(f, False)
+        if self.mode == "lsgan":
+            return 0.5 * (((r - 1) ** 2).mean() + (f ** 2).mean())
+        if self.mode == "hinge":
+            return F.relu(1 - r).mean() + F.relu(1 + f).mean()
+        return 0.5 * (self._bce(r - f.mean(), True) + self._bce(f - r.mean(), False))
+
 
 def register(registry) -> None:
-    """Register this module's components (none yet)."""
+    registry.register("loss", "pixel", PixelLoss)
+    registry.register("loss", "tv", TVLoss)
+    registry.register("loss", "asymmetric", AsymmetricLoss)
+    registry.register("loss", "face_prior", FacePriorLoss)
+    registry.register("loss", "identity", IdentityLoss)
+    registry.register("loss", "adversarial", GANLoss)
