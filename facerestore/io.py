@@ -265,15 +265,15 @@ def write_image(path: str | os.PathLike[str], tensor: Tensor, alpha: Optional[Te
     if grayscale:
         lum = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).clamp(0, 1)
         if bits == 16 and fmt in ("PNG", "TIFF") and not keep_alpha:
-            img = Image.fromarray((lum * 65535).round().to(torch.int32).numpy().astype(np.uint16), mode="I;16")
+            img = Image.fromarray((lum * 65535).round().to(torch.int32).numpy().astype(np.uint16))
         else:
-            img = Image.fromarray(to_uint8(lum[None])[..., 0], mode="L")
+            img = Image.fromarray(to_uint8(lum[None])[..., 0])
             if keep_alpha:
-                img.putalpha(Image.fromarray(to_uint8(alpha.float().cpu())[..., 0], mode="L"))
+                img.putalpha(Image.fromarray(to_uint8(alpha.float().cpu())[..., 0]))
     else:
-        img = Image.fromarray(to_uint8(t), mode="RGB")
+        img = Image.fromarray(to_uint8(t))
         if keep_alpha:
-            img.putalpha(Image.fromarray(to_uint8(alpha.float().cpu())[..., 0], mode="L"))
+            img.putalpha(Image.fromarray(to_uint8(alpha.float().cpu())[..., 0]))
     kwargs: dict = {}
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality

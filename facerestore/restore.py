@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -259,14 +259,14 @@ def to_tensor(image: Any) -> tuple[Tensor, Any]:
         def back_pil(out: Tensor):
             from .io import to_uint8
 
-            pil = Image.fromarray(to_uint8(out), mode="RGB")
+            pil = Image.fromarray(to_uint8(out))
             if info.grayscale:
                 pil = pil.convert("L")
             if info.alpha is not None:
                 a = info.alpha
                 if tuple(a.shape[-2:]) != tuple(out.shape[-2:]):
                     a = F.interpolate(a[None], size=out.shape[-2:], mode="bilinear")[0]
-                pil.putalpha(Image.fromarray(to_uint8(a)[..., 0], mode="L"))
+                pil.putalpha(Image.fromarray(to_uint8(a)[..., 0]))
             return pil
 
         return t, back_pil
