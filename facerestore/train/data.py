@@ -1,0 +1,65 @@
+"""The trainer's side of the data: face folders -> batches of HQ faces (+ landmarks), degraded
+on the device, and the fixed validation set.
+
+Reading and framing faces is :mod:`facerestore.data`'s job and the degradation pipeline is
+:mod:`facerestore.degrade`'s; this module only adapts them to a resumable batch order
+(:class:`~facerestore.train.sampler.ResumableBatchSampler`) and checks the recipe's folders.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..errors import FaceRestoreError
+from ..interfaces import Degradation, DegradationBatch
+
+
+def check_folders(folders: Sequence[str], key: str) -> list[pathlib.Path]:
+    """Missing data folders are a user error naming the recipe key and the path."""
+    if not folders:
+        raise FaceRestoreError(f"{key}: no data folder given (set it in the recipe or with --set {key}=[\"DIR\"])")
+    out = []
+    for i, f in enumerate(folders):
+        p = pathlib.Path(f).expanduser()
+        if not p.is_dir():
+            where = f"{key}[{i}]" if len(folders) > 1 or key.endswith("train") else key
+            raise FaceRestoreError(f"{where}: data folder not found: {p} (resolved: {p.resolve()})")
+        out.append(p)
+    return out
+
+
+def open_faces(folders: Sequence[str], recipe, key: str):
+    """A map-style dataset of HQ faces of ``recipe.hq_size`` from ``folders``."""
+    paths = check_folders(folders, key)
+    from ..data import FaceFolder
+
+    ds = FaceFolder([str(p) for p in paths], size=recipe.hq_size, extensions=tuple(recipe.data.extensions))
+    if len(ds) == 0:
+        raise FaceRestoreError(f"{key}: no images ({', '.join(recipe.data.extensions)}) in {', '.join(map(str, paths))}")
+    return ds
+
+
+def collate(items: list[Any]) -> tuple[Tensor, Tensor | None]:
+    """Dataset items (a tensor, or a dict with ``hq`` and optional ``landmarks``) -> ``(hq, landmarks)``."""
+    if isinstance(items[0], dict):
+        hq = torch.stack([it["hq"] for it in items])
+        lms = [it.get("landmarks") for it in items]
+        landmarks = torch.stack(lms) if all(l is not None for l in lms) else None
+        return hq, landmarks
+    if isinstance(items[0], (tuple, list)):
+        return torch.stack([it[0] for it in items]), None
+    return torch.stack(items), None
+
+
+def degrade(pipeline: Sequence[Degradation], hq: Tensor, landmarks: Tensor | None,
+            generator: torch.Generator) -> DegradationBatch:
+    """Run the recipe's degradations on a batch already on the device."""
+    batch = DegradationBatch.from_hq(hq, landmarks)
+    for step in pipeline:
+        batch = step(batch, generator)
+    return batch

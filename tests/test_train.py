@@ -1,0 +1,196 @@
+"""Training engine: resume equivalence, checkpoint contents and atomicity, divergence guard,
+staged schedule, adversarial start step (tiny components, generated images, CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from facerestore import registry as registry_mod
+from facerestore.checkpoint import load_generator, load_tensors, read_metadata
+from facerestore.errors import FaceRestoreError
+from facerestore.train import Trainer, TrainingDiverged
+from facerestore.train.sampler import ResumableBatchSampler
+from facerestore.train.schedule import lr_factor
+from facerestore.train.state import latest_checkpoint, list_checkpoints
+from facerestore.train.validation import ValidationSet
+from test_train_helpers import Down, TensorFaces, tiny_recipe, tiny_registry
+
+
+@pytest.fixture()
+def reg():
+    return tiny_registry()
+
+
+def val_set() -> ValidationSet:
+    hq = TensorFaces(8, 16, seed=99).images
+    lq = Down(2)(__import__("facerestore.interfaces", fromlist=["x"]).DegradationBatch.from_hq(hq),
+                 torch.Generator().manual_seed(5)).lq
+    return ValidationSet(lq, hq, "generated")
+
+
+def make(reg, recipe, run_dir, **kw):
+    return Trainer(recipe, run_dir, device="cpu", registry=reg, dataset=TensorFaces(24, 16),
+                   val_set=val_set(), tensorboard=False, echo=lambda m: None, **kw)
+
+
+def weights(path):
+    tensors, _ = load_tensors(path)
+    return {k: v for k, v in tensors.items() if not k.startswith("rng.")}
+
+
+def test_resume_gives_the_uninterrupted_result(reg, tmp_path):
+    recipe = tiny_recipe(reg, steps=8)
+    full = make(reg, recipe, tmp_path / "full").run()
+    assert full.step == 8
+    first = make(reg, recipe, tmp_path / "split", stop_at=4).run()
+    assert first.step == 4 and first.last_checkpoint.name == "ckpt_00000004.safetensors"
+    second = make(reg, recipe, tmp_path / "split", resume=True).run()
+    assert second.step == 8
+    a, b = weights(full.last_checkpoint), weights(second.last_checkpoint)
+    assert a.keys() == b.keys()
+    assert any(k.startswith("optim_d.") for k in a) and any(k.startswith("ema.") for k in a)
+    for k in a:
+        assert torch.allclose(a[k].float(), b[k].float(), atol=1e-6, rtol=0), k
+    # the data order and the degradation stream continued too: same logged losses after step 4
+    log = lambda p: [r for r in map(json.loads, p.read_text().splitlines()) if r["event"] == "train"]  # noqa: E731
+    full_log = {r["step"]: r["losses"] for r in log(tmp_path / "full" / "log.jsonl")}
+    split_log = {r["step"]: r["losses"] for r in log(tmp_path / "split" / "log.jsonl")}
+    for step in (6, 8):
+        assert full_log[step] == pytest.approx(split_log[step], abs=1e-6)
+
+
+def test_checkpoint_contents_and_run_folder(reg, tmp_path, monkeypatch):
+    recipe = tiny_recipe(reg, steps=8, keep_last=2, ckpt_every=2)
+    result = make(reg, recipe, tmp_path / "run").run()
+    run = tmp_path / "run"
+    assert [s for s, _ in list_checkpoints(run)] == [6, 8]  # keep_last=2
+    last = run / "last.safetensors"
+    assert last.read_bytes() == (run / "ckpt_00000008.safetensors").read_bytes()
+    meta = read_metadata(last)
+    assert meta["contents"] == "train_state" and json.loads(meta["step"]) == 8
+    assert json.loads(meta["data"])["consumed"] == 8
+    assert json.loads(meta["recipe"])["train"]["steps"] == 8
+    tensors, _ = load_tensors(last)
+    prefixes = {k.split(".")[0] for k in tensors}
+    assert {"generator", "ema", "discriminator", "optim_g", "optim_d", "rng"} <= prefixes
+    assert tensors["rng.r0.degrade"].dtype == torch.uint8
+    # self-describing: load_generator rebuilds the net from the metadata (with the EMA weights)
+    monkeypatch.setattr(registry_mod, "_DEFAULT", reg)
+    gen, rec = load_generator(last)
+    ema = {k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}
+    assert all(torch.equal(gen.state_dict()[k], v) for k, v in ema.items())
+    assert rec.name == "tiny"
+    best, _ = load_tensors(run / "best.safetensors")
+    assert any(k.startswith("ema.") for k in best)
+    assert result.best_psnr is not None and result.best_psnr > 5
+    assert list((run / "samples").glob("step_*.png"))
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {r["event"] for r in records} == {"train", "val"}
+    assert all("images_per_s" in r for r in records if r["event"] == "train")
+    assert (run / "recipe.toml").is_file()
+    with pytest.raises(FaceRestoreError, match="--resume"):
+        make(reg, recipe, run).run()
+
+
+def test_failed_write_keeps_previous_checkpoint(reg, tmp_path, monkeypatch):
+    recipe = tiny_recipe(reg, steps=4, ckpt_every=2)
+    trainer = make(reg, recipe, tmp_path / "run", stop_at=2)
+    trainer.run()
+    good = (tmp_path / "run" / "ckpt_00000002.safetensors").read_bytes()
+
+    import safetensors.torch
+
+    def broken(tensors, path, metadata=None):
+        with open(path, "wb") as fh:
+            fh.write(b"\x00" * 100)  # half-written file, then the "disk" fails
+        raise OSError("disk full")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    with pytest.raises(OSError):
+        make(reg, recipe, tmp_path / "run", resume=True).run()
+    files = sorted(p.name for p in (tmp_path / "run").iterdir() if p.suffix == ".safetensors" or ".tmp" in p.name)
+    assert files == ["best.safetensors", "ckpt_00000002.safetensors", "last.safetensors"]
+    assert (tmp_path / "run" / "last.safetensors").read_bytes() == good
+    assert latest_checkpoint(tmp_path / "run") == tmp_path / "run" / "last.safetensors"
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(reg, tmp_path):
+    losses = [{"type": "l1", "on": "sr"}, {"type": "explode", "on": "sr", "start": 5}]
+    recipe = tiny_recipe(reg, steps=10, ckpt_every=2, losses=losses)
+    with pytest.raises(TrainingDiverged, match=r"non-finite at step 5.*ckpt_00000004"):
+        make(reg, recipe, tmp_path / "run").run()
+    assert [s for s, _ in list_checkpoints(tmp_path / "run")] == [2, 4]
+    tensors, _ = load_tensors(tmp_path / "run" / "last.safetensors")
+    assert all(torch.isfinite(v).all() for v in tensors.values() if v.is_floating_point())
+
+
+def test_staged_schedule_freezes_the_other_parts(reg, tmp_path):
+    stages = [{"name": "den", "steps": 3, "train": ["denoiser"]}, {"name": "up", "steps": 3, "train": ["upsampler"]}]
+    losses = [{"type": "l1", "on": "denoised", "stages": ["den"]}, {"type": "l1", "on": "sr"}]
+    recipe = tiny_recipe(reg, steps=6, stages=stages, losses=losses, warmup_steps=0)
+    trainer = make(reg, recipe, tmp_path / "run", stop_at=3)
+    g = trainer.G
+    snap = lambda m: {k: v.clone() for k, v in m.state_dict().items()}  # noqa: E731
+    den0, up0 = snap(g.denoiser), snap(g.upsampler)
+    trainer.run()
+    assert trainer.stage.name == "den" and not g.upsampler.training and g.denoiser.training
+    assert all(torch.equal(v, g.upsampler.state_dict()[k]) for k, v in up0.items())
+    assert not all(torch.equal(v, g.denoiser.state_dict()[k]) for k, v in den0.items())
+    assert {t.name for t in trainer.active_terms(2)} == {"l1_denoised", "l1_sr"}
+
+    den3, up3 = snap(g.denoiser), snap(g.upsampler)
+    resumed = make(reg, recipe, tmp_path / "run", resume=True)
+    resumed.run()
+    assert resumed.stage.name == "up" and not resumed.G.denoiser.training
+    assert {t.name for t in resumed.active_terms(4)} == {"l1_sr"}
+    assert all(torch.equal(v, resumed.G.denoiser.state_dict()[k]) for k, v in den3.items())
+    assert not all(torch.equal(v, resumed.G.upsampler.state_dict()[k]) for k, v in up3.items())
+
+
+def test_adversarial_term_and_discriminator_wait_for_start(reg, tmp_path):
+    recipe = tiny_recipe(reg, steps=6, adv_start=3)
+    trainer = make(reg, recipe, tmp_path / "run", stop_at=3)
+    d0 = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    trainer.run()
+    assert all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d0.items())
+    assert "vanilla_sr" not in {t.name for t in trainer.active_terms(2)}
+    resumed = make(reg, recipe, tmp_path / "run", resume=True)
+    resumed.run()
+    assert not all(torch.equal(v, resumed.D.state_dict()[k]) for k, v in d0.items())
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    train = {r["step"]: r["losses"] for r in records if r["event"] == "train"}
+    assert "vanilla_sr" not in train[2] and "d" not in train[2]
+    assert "vanilla_sr" in train[6] and "d" in train[6]
+
+
+def test_sampler_resumes_and_shards():
+    full = ResumableBatchSampler(10, 3, seed=1)
+    it = iter(full)
+    seq = [next(it) for _ in range(7)]  # crosses epochs (3 batches per epoch)
+    later = iter(ResumableBatchSampler(10, 3, seed=1, consumed=4))
+    assert [next(later) for _ in range(3)] == seq[4:7]
+    r0 = next(iter(ResumableBatchSampler(10, 2, seed=1, rank=0, world=2)))
+    r1 = next(iter(ResumableBatchSampler(10, 2, seed=1, rank=1, world=2)))
+    assert not set(r0) & set(r1)
+    with pytest.raises(ValueError, match="cannot make one batch"):
+        ResumableBatchSampler(3, 4)
+
+
+def test_lr_schedule(reg):
+    t = tiny_recipe(reg, steps=10, warmup_steps=2, scheduler="cosine").train
+    assert [round(lr_factor(s, t), 3) for s in (0, 1, 2)] == [0.5, 1.0, 1.0]
+    assert lr_factor(10, t) == pytest.approx(0.0)
+    t.scheduler = "step"
+    assert lr_factor(9, t) == 0.25 and lr_factor(10, t) == 0.125  # x0.5 at 50, 75, 90 % of 8 post-warm-up steps
+
+
+def test_missing_data_folder_names_the_key(reg, tmp_path):
+    recipe = tiny_recipe(reg, steps=2)
+    recipe.data.train = [str(tmp_path / "nowhere")]
+    trainer = Trainer(recipe, tmp_path / "run", device="cpu", registry=reg, val_set=val_set(), tensorboard=False,
+                      echo=lambda m: None)
+    with pytest.raises(FaceRestoreError, match=r"data\.train\[0\]: data folder not found: .*nowhere"):
+        trainer.run()
