@@ -185,38 +185,20 @@ class LPIPSMetric:
 
     def __init__(self, device: torch.device | str = "cpu"):
         try:
-            from .pretrained import lpips as lp  # noqa: F401
+            from .pretrained.lpips import LPIPS
         except Exception as exc:  # module missing or its import failing
             raise MetricUnavailable(f"LPIPS network not available (facerestore.pretrained.lpips: {exc})") from None
         try:
-            self.net = _build_lpips(lp).to(device).eval()
-        except MetricUnavailable:
-            raise
+            self.net = LPIPS().to(device).eval()
+            with torch.no_grad():  # the VGG trunk loads lazily: fail here, not mid-evaluation
+                self.net(torch.zeros(1, 3, 32, 32, device=device), torch.zeros(1, 3, 32, 32, device=device))
         except Exception as exc:
             raise MetricUnavailable(f"LPIPS weights not available: {exc}") from None
-        for p in self.net.parameters():
-            p.requires_grad_(False)
 
     @torch.no_grad()
     def __call__(self, pred: Tensor, target: Tensor) -> Tensor:
         _check_pair(pred, target)
-        d = self.net(pred.float(), target.float())
-        return d.reshape(pred.shape[0], -1).mean(1)
-
-
-def _build_lpips(module) -> torch.nn.Module:
-    """Adapter to the PRETRAINED helper's LPIPS port (inputs in [0, 1])."""
-    for name in ("load_lpips", "build_lpips", "lpips_vgg"):
-        fn = getattr(module, name, None)
-        if callable(fn):
-            return fn()
-    cls = getattr(module, "LPIPS", None)
-    if cls is not None:
-        try:
-            return cls(net="vgg")
-        except TypeError:
-            return cls()
-    raise MetricUnavailable("facerestore.pretrained.lpips has no LPIPS constructor")
+        return self.net(pred.float(), target.float()).reshape(pred.shape[0], -1).mean(1)
 
 
 class IdentityMetric:

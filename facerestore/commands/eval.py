@@ -1,14 +1,74 @@
-"""`facerestore eval`."""
+"""`facerestore eval`: score models on one paired set (Markdown table, JSON, comparison grid)."""
 
 from __future__ import annotations
 
+import pathlib
+from typing import List, Optional
+
 import typer
 
-from . import not_built
+from . import echo_err, user_errors
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("eval", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def eval() -> None:
-        """Not implemented yet (issue 7: evaluation)."""
-        not_built("eval", "issue 7: evaluation")
+    @app.command("eval")
+    @user_errors
+    def eval(
+        model: List[str] = typer.Option(..., "--model", "-m", help="Checkpoint (.safetensors), bundled model name, "
+                                        "or `bicubic`. Repeat to compare models on the same faces."),
+        data: pathlib.Path = typer.Option(..., "--data", "-d", help="Paired set written by `facerestore degrade` "
+                                          "(lq/, hq/, occlusion/), or, with --recipe, a folder of faces."),
+        recipe: Optional[pathlib.Path] = typer.Option(None, "--recipe", help="Degrade the faces in --data on the fly "
+                                                      "with this recipe's [[degradation]] pipeline."),
+        seed: int = typer.Option(0, "--seed", help="Seed of the on-the-fly degradation (with --recipe)."),
+        json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
+        grid: Optional[pathlib.Path] = typer.Option(None, "--grid", help="Write a comparison PNG: input | models | target."),
+        markdown: Optional[pathlib.Path] = typer.Option(None, "--markdown", help="Write the Markdown table here."),
+        device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:N, mps."),
+        batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Faces per batch."),
+        limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces (sorted by name)."),
+        grid_faces: int = typer.Option(6, "--grid-faces", min=1, help="Rows of the comparison grid."),
+        skip: Optional[List[str]] = typer.Option(None, "--skip", help="Metric groups not to compute: lpips, "
+                                                 "identity, landmarks, speed (repeatable or comma-separated)."),
+        speed_seconds: float = typer.Option(3.0, "--speed-seconds", min=0.0, help="Minimum timing per model "
+                                            "for faces/s (batch 16, after 2 warm-up batches)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
+    ) -> None:
+        """Evaluate models on a degraded set: PSNR/SSIM (RGB and Y), PSNR inside/outside the
+        occlusion, LPIPS, identity similarity and verification, landmark NME, faces/s."""
+        import torch
+
+        from .. import evaluate as E
+
+        log = (lambda s: None) if quiet else echo_err
+        dev = E.pick_device(device)
+        skips = [s.strip() for item in (skip or []) for s in item.split(",") if s.strip()]
+        if recipe is not None:
+            from ..recipe import load_recipe
+
+            r = load_recipe(recipe)
+            log(f"degrading {data} with {recipe} (seed {seed}) ...")
+            pairs = E.degrade_faces(data, r, seed, limit=limit, device=dev)
+        else:
+            pairs = E.load_paired_dir(data, limit=limit)
+        scale = pairs.hq_size // pairs.lq_size
+        models = [E.resolve_model(m, dev, scale=scale) for m in model]
+        names = [m.name for m in models]
+        for i, m in enumerate(models):  # two checkpoints with one file name: keep rows apart
+            if names.count(m.name) > 1:
+                m.name = f"{m.name} ({i + 1})"
+        log(f"{len(pairs)} faces {pairs.lq_size}->{pairs.hq_size}px, {len(models)} model(s), device {dev}, "
+            f"{torch.get_num_threads()} threads")
+        report = E.evaluate(models, pairs, dev, batch_size=batch_size, skip=skips, grid_faces=grid_faces,
+                            speed_seconds=speed_seconds, log=log)
+        table = report.to_markdown()
+        typer.echo(table, nl=False)
+        if markdown is not None:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(table)
+        if json_out is not None:
+            E.write_json(report, json_out)
+            log(f"wrote {json_out}")
+        if grid is not None:
+            E.save_grid(report, grid)
+            log(f"wrote {grid}")

@@ -1,0 +1,500 @@
+"""Evaluate restoration models on one paired set: metrics, Markdown/JSON reports, comparison grid.
+
+Every model sees the same faces in the same order; batches are the outer loop and models the
+inner one, so target-side work (identity descriptors, target landmarks) is done once per face.
+Outputs are rounded to 8 bits before scoring (what a user gets when saving a PNG), targets are
+8-bit PNGs already. Speed (faces/s) is timed separately on random inputs (see
+:func:`facerestore.metrics.faces_per_second`). Definitions of every number: ``docs/metrics.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import pathlib
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import metrics as M
+from .errors import FaceRestoreError
+
+#: optional metric groups (pixel metrics are always computed)
+OPTIONAL_GROUPS = ("lpips", "identity", "landmarks", "speed")
+
+#: metric key -> (table header, definition, higher_is_better, format)
+METRICS: dict[str, tuple[str, str, bool, str]] = {
+    "psnr": ("PSNR", "PSNR (dB) on RGB, per image, averaged", True, "{:.2f}"),
+    "ssim": ("SSIM", "SSIM on RGB (Gaussian 11x11, sigma 1.5), averaged over channels and images", True, "{:.4f}"),
+    "psnr_y": ("PSNR-Y", "PSNR (dB) on BT.601 Y", True, "{:.2f}"),
+    "ssim_y": ("SSIM-Y", "SSIM on BT.601 Y", True, "{:.4f}"),
+    "psnr_occluded": ("PSNR occl.", "PSNR (dB) inside the occlusion map (mask-weighted MSE, HQ size); faces with a mask only", True, "{:.2f}"),
+    "psnr_visible": ("PSNR vis.", "PSNR (dB) outside the occlusion map (weights 1 - map)", True, "{:.2f}"),
+    "lpips": ("LPIPS", "LPIPS VGG distance to the target (lower is better)", False, "{:.4f}"),
+    "id_cosine": ("ID cos", "cosine similarity of identity embeddings, output vs target", True, "{:.4f}"),
+    "id_distance": ("ID dist", "Euclidean distance of dlib's 128-D descriptors, output vs target (lower is better)", False, "{:.4f}"),
+    "id_verified": ("verified %", "share of faces whose descriptor distance to the target is < 0.6 (dlib's threshold)", True, "{:.1f}"),
+    "landmark_nme": ("NME %", "68-point landmark NME (dlib), normalised by inter-ocular distance, in % (lower is better)", False, "{:.2f}"),
+    "faces_per_s": ("faces/s", "restored faces per second, batch 16, after warm-up", True, "{:.1f}"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class PairedSet:
+    """Degraded inputs and their targets, in memory (``N`` faces)."""
+
+    stems: list[str]
+    lq: Tensor            # (N, 3, h, w)
+    hq: Tensor            # (N, 3, H, W)
+    occlusion_hq: Optional[Tensor] = None  # (N, 1, H, W) 1 = covered, or None
+    description: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.stems)
+
+    @property
+    def lq_size(self) -> int:
+        return int(self.lq.shape[-1])
+
+    @property
+    def hq_size(self) -> int:
+        return int(self.hq.shape[-1])
+
+    def limit(self, n: Optional[int]) -> "PairedSet":
+        if not n or n >= len(self):
+            return self
+        return PairedSet(self.stems[:n], self.lq[:n], self.hq[:n],
+                         None if self.occlusion_hq is None else self.occlusion_hq[:n],
+                         {**self.description, "limit": n})
+
+
+def _read_png(path: pathlib.Path, channels: int) -> Tensor:
+    import numpy as np
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
+    except Exception as exc:
+        raise FaceRestoreError(f"{path}: cannot read image ({exc})") from None
+    t = torch.from_numpy(arr.copy()).float().div_(255.0)
+    return t.permute(2, 0, 1) if channels == 3 else t.unsqueeze(0)
+
+
+def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -> PairedSet:
+    """Read a set written by ``facerestore degrade``: ``lq/``, ``hq/`` and ``occlusion/`` (or
+    ``occlusion_hq/``) PNGs with the same stems, plus ``manifest.json`` if present. An occlusion
+    map at LQ size is resized to HQ size (bilinear: soft weights at the edges)."""
+    root = pathlib.Path(root)
+    if not root.is_dir():
+        raise FaceRestoreError(f"paired set not found: {root} (make one with `facerestore degrade`)")
+    lq_dir, hq_dir = root / "lq", root / "hq"
+    if not lq_dir.is_dir() or not hq_dir.is_dir():
+        raise FaceRestoreError(f"{root} is not a paired set: expected folders lq/ and hq/ "
+                               "(written by `facerestore degrade`); for a folder of faces use --recipe")
+    stems = sorted(p.stem for p in lq_dir.glob("*.png"))
+    if not stems:
+        raise FaceRestoreError(f"{lq_dir}: no PNG images")
+    if limit:
+        stems = stems[:limit]
+    occ_dir = next((d for d in (root / "occlusion_hq", root / "occlusion") if d.is_dir()), None)
+    lq, hq, occ = [], [], []
+    for s in stems:
+        if not (hq_dir / f"{s}.png").is_file():
+            raise FaceRestoreError(f"{root}: lq/{s}.png has no hq/{s}.png")
+        lq.append(_read_png(lq_dir / f"{s}.png", 3))
+        hq.append(_read_png(hq_dir / f"{s}.png", 3))
+        if occ_dir is not None:
+            p = occ_dir / f"{s}.png"
+            if not p.is_file():
+                raise FaceRestoreError(f"{root}: lq/{s}.png has no {occ_dir.name}/{s}.png")
+            occ.append(_read_png(p, 1))
+    lq_t, hq_t = _stack(lq, "lq", root), _stack(hq, "hq", root)
+    occ_t = None
+    if occ:
+        occ_t = _stack(occ, occ_dir.name, root)
+        if occ_t.shape[-2:] != hq_t.shape[-2:]:
+            occ_t = F.interpolate(occ_t, size=hq_t.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    desc: dict[str, Any] = {"path": str(root), "count": len(stems)}
+    manifest = root / "manifest.json"
+    if manifest.is_file():
+        try:
+            m = json.loads(manifest.read_text())
+            desc["manifest"] = {k: m[k] for k in ("source", "recipe", "seed", "count", "degradation", "hq_size",
+                                                  "lq_size", "command") if k in m}
+        except (json.JSONDecodeError, OSError):
+            pass
+    return PairedSet(stems, lq_t, hq_t, occ_t, desc)
+
+
+def _stack(items: list[Tensor], what: str, root: pathlib.Path) -> Tensor:
+    shapes = {tuple(t.shape) for t in items}
+    if len(shapes) != 1:
+        raise FaceRestoreError(f"{root}/{what}: images differ in size ({sorted(shapes)[:3]})")
+    return torch.stack(items)
+
+
+def degrade_faces(faces_dir: str | os.PathLike[str], recipe, seed: int, limit: Optional[int] = None,
+                  device: torch.device | str = "cpu", batch_size: int = 32) -> PairedSet:
+    """Degrade a folder of faces on the fly with a recipe's ``[[degradation]]`` pipeline.
+
+    Uses :mod:`facerestore.degrade` (the code behind ``facerestore degrade``), so the faces are
+    the same as a set written by ``facerestore degrade --recipe R --seed N``.
+    """
+    try:
+        from . import degrade as D
+    except ImportError as exc:
+        raise FaceRestoreError(f"degrading on the fly needs facerestore.degrade ({exc}); "
+                               "use a set written by `facerestore degrade` instead") from None
+    fn = getattr(D, "degrade_folder_in_memory", None) or getattr(D, "degrade_in_memory", None)
+    if fn is None:
+        raise FaceRestoreError("facerestore.degrade offers no in-memory degradation; write the set with "
+                               "`facerestore degrade` and pass that folder to --data")
+    out = fn(faces_dir, recipe, seed=seed, limit=limit, device=device, batch_size=batch_size)
+    return _paired_from(out, {"path": str(faces_dir), "recipe": getattr(recipe, "source", ""), "seed": seed})
+
+
+def _paired_from(obj: Any, desc: dict[str, Any]) -> PairedSet:
+    """Accept the degrade module's in-memory result (a PairedSet-like object or a dict)."""
+    if isinstance(obj, PairedSet):
+        return obj
+    get = (lambda k: obj.get(k)) if isinstance(obj, dict) else (lambda k: getattr(obj, k, None))
+    lq, hq = get("lq"), get("hq")
+    occ = get("occlusion_hq")
+    if occ is None:
+        occ = get("occlusion")
+    if occ is not None and occ.shape[-2:] != hq.shape[-2:]:
+        occ = F.interpolate(occ.float(), size=hq.shape[-2:], mode="bilinear", align_corners=False)
+    stems = list(get("stems") or get("names") or [f"{i:06d}" for i in range(len(lq))])
+    q = lambda t: None if t is None else (t.detach().float().cpu().clamp(0, 1) * 255).round() / 255  # noqa: E731
+    return PairedSet(stems, q(lq), q(hq), None if occ is None else occ.detach().float().cpu().clamp(0, 1),
+                     {**desc, "count": len(stems)})
+
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class EvalModel:
+    """A restorer under test: ``restore(lq) -> sr`` with ``lq`` on the evaluation device."""
+
+    name: str
+    restore: Callable[[Tensor], Tensor]
+    source: str = ""
+    module: Optional[nn.Module] = None
+    scale: int = 4
+
+    @property
+    def params(self) -> int:
+        return 0 if self.module is None else sum(p.numel() for p in self.module.parameters())
+
+
+def _generator_model(name: str, gen: nn.Module, source: str) -> EvalModel:
+    def restore(lq: Tensor) -> Tensor:
+        out = gen(lq)
+        return out["sr"] if isinstance(out, dict) else out
+
+    return EvalModel(name, restore, source, gen, int(getattr(gen, "scale", 4)))
+
+
+def bicubic_model(scale: int, device: torch.device | str = "cpu") -> EvalModel:
+    """Bicubic upsampling through the registry's ``sr_only`` + ``bicubic`` components, or plain
+    ``F.interpolate`` (bicubic, align_corners=False, clamped) if they are not installed."""
+    from .registry import default_registry
+
+    reg = default_registry()
+    if ("generator", "sr_only") in reg and ("upsampler", "bicubic") in reg:
+        gen = reg.build("generator", {"type": "sr_only", "upsampler": {"type": "bicubic", "scale": scale}}, "bicubic")
+        return _generator_model("bicubic", gen.to(device).eval(), "generator sr_only + upsampler bicubic")
+
+    def restore(lq: Tensor) -> Tensor:
+        return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
+
+    return EvalModel("bicubic", restore, "torch bicubic interpolation", None, scale)
+
+
+def _display_name(spec: str) -> str:
+    path = pathlib.Path(spec)
+    if path.suffix.lower() != ".safetensors":
+        return spec
+    if path.stem in ("model", "final", "last", "best", "ema", "latest", "generator") and path.parent.name:
+        return f"{path.parent.name}/{path.stem}"
+    return path.stem
+
+
+def resolve_model(spec: str, device: torch.device | str = "cpu", scale: int = 4) -> EvalModel:
+    """``bicubic``, a bundled model name or a checkpoint file, resolved by
+    :func:`facerestore.zoo.resolve_model` (the same names ``restore`` takes). ``scale`` is used
+    by ``bicubic`` only (the data's HQ/LQ ratio)."""
+    try:
+        from .zoo import resolve_model as zoo_resolve
+    except ImportError:  # pragma: no cover - zoo is part of the package
+        zoo_resolve = None
+    if zoo_resolve is None:
+        if spec == "bicubic":
+            return bicubic_model(scale, device)
+        from .checkpoint import load_generator
+
+        gen, recipe = load_generator(spec, device)
+    else:
+        gen, recipe = zoo_resolve(spec, device, scale=scale)
+    if spec == "bicubic":
+        source = "bicubic interpolation (sr_only generator, bicubic upsampler)"
+    elif recipe is not None and pathlib.Path(spec).suffix:
+        source = f"checkpoint {spec} (recipe {getattr(recipe, 'name', '?')})"
+    else:
+        source = f"bundled model {spec}" + (f" (recipe {recipe.name})" if recipe is not None else "")
+    return _generator_model(_display_name(spec), gen.eval(), source)
+
+
+# --------------------------------------------------------------------------------------------
+# Evaluation
+# --------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class ModelResult:
+    name: str
+    source: str
+    params: int
+    values: dict[str, float] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+    speed: dict[str, float] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass
+class EvalReport:
+    models: list[ModelResult]
+    data: dict[str, Any]
+    settings: dict[str, Any]
+    unavailable: dict[str, str]
+    #: per grid face: input (upscaled), one output per model, target; (3, H, W) each, CPU
+    grid: list[list[Tensor]] = dataclasses.field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        keys = [k for k in METRICS if any(k in m.values for m in self.models)]
+        return {
+            "data": self.data,
+            "settings": self.settings,
+            "machine": machine_description(self.settings.get("device", "cpu")),
+            "unavailable": self.unavailable,
+            "definitions": {k: METRICS[k][1] for k in keys},
+            "models": [{"name": m.name, "source": m.source, "params": m.params,
+                        "metrics": {k: _json_number(m.values[k]) for k in keys if k in m.values},
+                        "counts": {k: m.counts[k] for k in keys if k in m.counts},
+                        "speed": m.speed, "eval_seconds": round(m.seconds, 2)} for m in self.models],
+        }
+
+    def to_markdown(self) -> str:
+        keys = [k for k in METRICS if any(k in m.values for m in self.models)]
+        head = ["model", "params (M)"] + [METRICS[k][0] + (" ↑" if METRICS[k][2] else " ↓") for k in keys]
+        lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+        for m in self.models:
+            cells = [m.name, f"{m.params / 1e6:.2f}"]
+            for k in keys:
+                v = m.values.get(k)
+                cells.append("n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else
+                             ("inf" if math.isinf(v) else METRICS[k][3].format(v)))
+            lines.append("| " + " | ".join(cells) + " |")
+        notes = [f"- {k}: not computed: {why}" for k, why in self.unavailable.items()]
+        n = self.data.get("count", "?")
+        occl = self.models[0].counts.get("psnr_occluded") if self.models else None
+        lines.append("")
+        lines.append(f"{n} faces; " + (f"PSNR occl. over the {occl} faces with a mask; " if occl is not None else "")
+                     + f"device {self.settings.get('device')}; outputs rounded to 8 bits before scoring.")
+        if notes:
+            lines.append("")
+            lines.extend(notes)
+        return "\n".join(lines) + "\n"
+
+
+def _json_number(v: float) -> Any:
+    if isinstance(v, float) and (math.isnan(v) or math.isinf(v)):
+        return None if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return v
+
+
+def machine_description(device: str | torch.device = "cpu") -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        what = torch.cuda.get_device_name(device)
+    else:
+        what = f"{os.cpu_count()}-core {platform.machine()} CPU ({torch.get_num_threads()} torch threads)"
+    return f"{what}, torch {torch.__version__}, Python {platform.python_version()}"
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise FaceRestoreError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FaceRestoreError("--device cuda: CUDA is not available on this machine")
+    return dev
+
+
+class _MetricNets:
+    """The optional networks, built once per evaluation; failures become 'unavailable' notes."""
+
+    def __init__(self, device: torch.device, skip: Sequence[str], log: Callable[[str], None]):
+        self.unavailable: dict[str, str] = {}
+        self.lpips = self.identity = self.landmarks = None
+        for group, cls in (("lpips", M.LPIPSMetric), ("identity", M.IdentityMetric),
+                           ("landmarks", M.LandmarkMetric)):
+            if group in skip:
+                self.unavailable[group] = "skipped (--skip)"
+                continue
+            try:
+                setattr(self, group, cls(device))
+            except M.MetricUnavailable as exc:
+                self.unavailable[group] = str(exc)
+                log(f"note: {group} not computed: {exc}")
+
+
+def _quantize(x: Tensor) -> Tensor:
+    return x.clamp(0, 1).mul(255).round().div(255)
+
+
+@torch.inference_mode()
+def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device | str = "cpu",
+             batch_size: int = 16, skip: Sequence[str] = (), grid_faces: int = 6, quantize: bool = True,
+             speed_seconds: float = 3.0, log: Callable[[str], None] = lambda s: None) -> EvalReport:
+    """Score every model on ``data`` (see the module docstring); returns an :class:`EvalReport`."""
+    device = torch.device(device)
+    unknown = set(skip) - set(OPTIONAL_GROUPS)
+    if unknown:
+        raise FaceRestoreError(f"--skip: unknown metric group(s) {', '.join(sorted(unknown))}; "
+                               f"groups: {', '.join(OPTIONAL_GROUPS)}")
+    if not models:
+        raise FaceRestoreError("no model to evaluate")
+    if len(data) == 0:
+        raise FaceRestoreError("the paired set is empty")
+    for m in models:
+        if m.scale * data.lq_size != data.hq_size:
+            raise FaceRestoreError(f"model {m.name!r} upscales x{m.scale} but the set pairs "
+                                   f"{data.lq_size}px inputs with {data.hq_size}px targets")
+    nets = _MetricNets(device, skip, log)
+    per: dict[str, dict[str, list[Tensor]]] = {m.name: {} for m in models}
+    seconds = {m.name: 0.0 for m in models}
+    grid: list[list[Tensor]] = []
+    n = len(data)
+    for start in range(0, n, batch_size):
+        sl = slice(start, min(start + batch_size, n))
+        lq = data.lq[sl].to(device)
+        hq = data.hq[sl].to(device)
+        occ = None if data.occlusion_hq is None else data.occlusion_hq[sl].to(device)
+        id_target = nets.identity.descriptors(hq) if nets.identity is not None else None
+        lm_target = nets.landmarks.target_landmarks(hq) if nets.landmarks is not None else None
+        outs = []
+        for m in models:
+            t0 = time.perf_counter()
+            sr = m.restore(lq).float()
+            if sr.shape != hq.shape:
+                raise FaceRestoreError(f"model {m.name!r} returned {tuple(sr.shape)} for targets {tuple(hq.shape)}")
+            sr = _quantize(sr) if quantize else sr.clamp(0, 1)
+            vals = per[m.name]
+
+            def add(key: str, v: Tensor) -> None:
+                vals.setdefault(key, []).append(v.detach().double().cpu())
+
+            add("psnr", M.psnr(sr, hq))
+            add("ssim", M.ssim(sr, hq))
+            add("psnr_y", M.psnr_y(sr, hq))
+            add("ssim_y", M.ssim_y(sr, hq))
+            if occ is not None:
+                covered = occ.flatten(1).amax(1) > 0
+                inside = M.masked_psnr(sr, hq, occ)
+                add("psnr_occluded", torch.where(covered, inside, torch.full_like(inside, math.nan)))
+                add("psnr_visible", M.masked_psnr(sr, hq, 1 - occ))
+            if nets.lpips is not None:
+                add("lpips", nets.lpips(sr, hq))
+            if nets.identity is not None:
+                r = nets.identity(sr, hq, target_desc=id_target)
+                add("id_cosine", r["cosine"])
+                add("id_distance", r["distance"])
+                add("id_verified", r["verified"] * 100.0)
+            if nets.landmarks is not None:
+                add("landmark_nme", nets.landmarks(sr, hq, target_cache=lm_target) * 100.0)
+            seconds[m.name] += time.perf_counter() - t0
+            outs.append(sr)
+        for i in range(min(len(lq), grid_faces - len(grid))):
+            up = F.interpolate(lq[i:i + 1], size=hq.shape[-2:], mode="nearest")[0]
+            grid.append([t.cpu() for t in (up, *(o[i] for o in outs), hq[i])])
+        log(f"evaluated {sl.stop}/{n} faces")
+    results = []
+    for m in models:
+        res = ModelResult(m.name, m.source, m.params, seconds=seconds[m.name])
+        for key, chunks in per[m.name].items():
+            res.values[key], res.counts[key] = M.nan_mean(torch.cat(chunks))
+        if "speed" not in skip:
+            if m.module is not None and device.type != "mps":
+                m.module.to(memory_format=torch.channels_last)
+            res.speed = {k: round(v, 3) for k, v in M.faces_per_second(
+                m.restore, data.lq_size, device, batch_size=16, min_time=speed_seconds).items()}
+            res.values["faces_per_s"] = res.speed["faces_per_s"]
+            log(f"{m.name}: {res.speed['faces_per_s']:.1f} faces/s")
+        results.append(res)
+    if "speed" in skip:
+        nets.unavailable["speed"] = "skipped (--skip)"
+    settings = {"device": str(device), "batch_size": batch_size, "quantize_outputs_8bit": quantize,
+                "torch_threads": torch.get_num_threads(), "skip": list(skip),
+                "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}
+    data_desc = {**data.description, "count": len(data), "lq_size": data.lq_size, "hq_size": data.hq_size,
+                 "occlusion_map": data.occlusion_hq is not None}
+    return EvalReport(results, data_desc, settings, nets.unavailable, grid)
+
+
+# --------------------------------------------------------------------------------------------
+# Grid
+# --------------------------------------------------------------------------------------------
+def save_grid(report: EvalReport, path: str | os.PathLike[str], labels: Optional[Sequence[str]] = None) -> pathlib.Path:
+    """PNG: one row per face, columns input (nearest-upscaled) | each model | target, labelled."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    if not report.grid:
+        raise FaceRestoreError("no faces to draw")
+    labels = list(labels or ["input"] + [m.name for m in report.models] + ["target"])
+    cols = len(report.grid[0])
+    h, w = report.grid[0][0].shape[-2:]
+    pad, head = 2, 14
+    canvas = Image.new("RGB", (cols * (w + pad) + pad, head + len(report.grid) * (h + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, label in enumerate(labels):
+        text = label if len(label) * 6 <= w else label[: max(1, w // 6 - 1)] + "…"
+        draw.text((pad + c * (w + pad) + 2, 1), text, fill="black")
+    for r, row in enumerate(report.grid):
+        for c, img in enumerate(row):
+            arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            canvas.paste(Image.fromarray(arr), (pad + c * (w + pad), head + pad + r * (h + pad)))
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    canvas.save(path)
+    return path
+
+
+def write_json(report: EvalReport, path: str | os.PathLike[str]) -> None:
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
+
+
+def command_line() -> str:
+    return " ".join(["facerestore" if i == 0 else a for i, a in enumerate(sys.argv)])
