@@ -59,7 +59,6 @@ def collate(items: list[Any]) -> tuple[Tensor, Tensor | None]:
 def degrade(pipeline: Sequence[Degradation], hq: Tensor, landmarks: Tensor | None,
             generator: torch.Generator) -> DegradationBatch:
     """Run the recipe's degradations on a batch already on the device."""
-    batch = DegradationBatch.from_hq(hq, landmarks)
-    for step in pipeline:
-        batch = step(batch, generator)
-    return batch
+    from ..degrade import degrade_batch
+
+    return degrade_batch(hq, pipeline, generator, landmarks)

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import load_state_strict, save_tensors
+from ..degrade import build_pipeline
 from ..errors import CheckpointError, FaceRestoreError
 from ..interfaces import AdversarialLoss, DegradationBatch
 from ..landmarks import render_heatmaps, template_landmarks
@@ -110,7 +111,7 @@ class Trainer:
         self.G: nn.Module = reg.build("generator", r.generator, "generator")
         self.D: nn.Module | None = (reg.build("discriminator", r.discriminator, "discriminator")
                                     if r.discriminator is not None else None)
-        self.pipeline = [reg.build("degradation", spec, f"degradation[{i}]") for i, spec in enumerate(r.degradation)]
+        self.pipeline = build_pipeline(r.degradation, reg)
         self.terms: list[_Term] = []
         for i, spec in enumerate(r.losses):
             module = reg.build("loss", spec.spec(), spec.path or f"loss[{i}]")

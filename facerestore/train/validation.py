@@ -27,9 +27,15 @@ class ValidationSet:
 
 def build_validation_set(recipe, pipeline) -> ValidationSet | None:
     """``data.val_count`` faces spread evenly over ``data.val`` (sorted), degraded with
-    ``data.val_seed``; None when ``data.val`` is empty."""
+    ``data.val_seed``; or the first ``val_count`` pairs when ``data.val`` is a paired set written
+    by ``facerestore degrade``; None when ``data.val`` is empty."""
     if not recipe.data.val:
         return None
+    if (pathlib.Path(recipe.data.val) / "manifest.json").is_file():  # made by `facerestore degrade`
+        from ..degrade import load_paired_set
+
+        paired = load_paired_set(recipe.data.val, limit=recipe.data.val_count)
+        return ValidationSet(paired.lq, paired.hq, recipe.data.val)
     ds = open_faces([recipe.data.val], recipe, "data.val")
     n = min(recipe.data.val_count, len(ds))
     idx = torch.linspace(0, len(ds) - 1, n).round().long().tolist()
