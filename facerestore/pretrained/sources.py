@@ -65,16 +65,21 @@ def dlib_model(name: str) -> pathlib.Path:
     return path
 
 
+def torch_home() -> pathlib.Path:
+    """``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else ``~/.cache/torch`` (as facenet-pytorch)."""
+    default = pathlib.Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")) / "torch"
+    return pathlib.Path(os.environ.get("TORCH_HOME", default)).expanduser()
+
+
 def facenet_weights(path: str | os.PathLike[str] | None = None) -> pathlib.Path:
     """facenet-pytorch's VGGFace2 InceptionResnetV1 weights: ``path`` if given, else
-    ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt`` (TORCH_HOME defaults to ~/.cache/torch)."""
+    ``$TORCH_HOME/checkpoints/20180402-114759-vggface2.pt`` (facenet-pytorch's own location)."""
     if path:
         p = pathlib.Path(path).expanduser()
         if not p.is_file():
             raise MissingWeightsError(f"facenet weights not found at {p} (the given weights path)")
         return p
-    torch_home = pathlib.Path(os.environ.get("TORCH_HOME", pathlib.Path.home() / ".cache" / "torch")).expanduser()
-    p = torch_home / "checkpoints" / FACENET_FILE
+    p = torch_home() / "checkpoints" / FACENET_FILE
     if not p.is_file():
         raise MissingWeightsError(
             f"facenet (InceptionResnetV1, VGGFace2) weights not found: put {FACENET_FILE} at {p} "
