@@ -400,7 +400,7 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
         lq = data.lq[sl].to(device)
         hq = data.hq[sl].to(device)
         occ = None if data.occlusion_hq is None else data.occlusion_hq[sl].to(device)
-        id_target = nets.identity.descriptors(hq) if nets.identity is not None else None
+        id_target = nets.identity.target_cache(hq) if nets.identity is not None else None
         lm_target = nets.landmarks.target_landmarks(hq) if nets.landmarks is not None else None
         outs = []
         for m in models:
@@ -426,7 +426,7 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
             if nets.lpips is not None:
                 add("lpips", nets.lpips(sr, hq))
             if nets.identity is not None:
-                r = nets.identity(sr, hq, target_desc=id_target)
+                r = nets.identity(sr, hq, cache=id_target)
                 add("id_cosine", r["cosine"])
                 add("id_distance", r["distance"])
                 add("id_verified", r["verified"] * 100.0)

@@ -202,13 +202,15 @@ class LPIPSMetric:
 
 
 class IdentityMetric:
-    """Identity preservation with an identity encoder (default ``dlib_resnet``, dlib's
-    face-recognition ResNet ported to PyTorch).
+    """Identity preservation, measured with dlib's face-recognition ResNet (the ``dlib_resnet``
+    identity encoder, a PyTorch port) on dlib-aligned face chips.
 
-    Per image: cosine similarity of the L2-normalised embeddings of output and target, the
-    Euclidean distance of dlib's raw 128-D descriptors, and whether that distance is below dlib's
-    verification threshold 0.6 (same person). Both faces are given to the encoder as they are
-    (aligned 128 px crops), so the numbers compare output and target under one framing.
+    Per face: dlib's detector box on the target (or :data:`TEMPLATE_DLIB_BOX`), dlib's 5-point
+    landmarks of the target, and the 150x150 chip (padding 0.25) that ``dlib.get_face_chip_details``
+    defines; the *same* chip transform is applied to output and target. Then: cosine similarity
+    of the two descriptors, their Euclidean distance, and "verified" = distance < 0.6, dlib's
+    same-person threshold. The chip matters: on plain resized 128 px crops the descriptors do
+    not separate identities (see ``docs/metrics.md``).
     """
 
     name = "identity"
@@ -221,34 +223,80 @@ class IdentityMetric:
             raise MetricUnavailable(f"identity encoder {encoder!r} is not registered (installed: "
                                     f"{', '.join(reg.names('identity')) or 'none'})")
         try:
+            import dlib
+            import face_recognition_models as frm
+
+            self._predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+        except Exception as exc:
+            raise MetricUnavailable(f"dlib or its 5-point shape predictor is not installed ({exc}); "
+                                    "`pip install facerestore[identity]`") from None
+        try:
             self.encoder = reg.create("identity", encoder).to(device).eval()
-        except Exception as exc:  # MissingWeightsError, ImportError of dlib, ...
+        except Exception as exc:  # MissingWeightsError, ...
             raise MetricUnavailable(f"identity encoder {encoder!r} cannot be built: {exc}") from None
         for p in self.encoder.parameters():
             p.requires_grad_(False)
+        self._dlib = dlib
+        self._detector = dlib.get_frontal_face_detector()
         self.encoder_name = encoder
+        self.device = torch.device(device)
+
+    def chip_details(self, target: Tensor) -> list:
+        """dlib chip geometry (150 px, padding 0.25) from each target face's 5-point landmarks."""
+        details = []
+        for img in _uint8_hwc(target):
+            box = _dlib_box(self._detector, img)
+            shape = self._predictor(img, self._dlib.rectangle(*box))
+            details.append(self._dlib.get_face_chip_details(shape, 150, 0.25))
+        return details
+
+    def chips(self, faces: Tensor, details: list) -> Tensor:
+        import numpy as np
+
+        out = [np.asarray(self._dlib.extract_image_chip(img, d)) for img, d in zip(_uint8_hwc(faces), details)]
+        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float().div(255).to(self.device)
 
     @torch.no_grad()
-    def descriptors(self, faces: Tensor) -> Tensor:
-        """Raw (un-normalised) descriptors where the encoder offers them, else its output."""
-        enc = self.encoder
-        for name in ("descriptors", "raw_descriptors", "embed_raw"):
-            fn = getattr(enc, name, None)
-            if callable(fn):
-                return fn(faces.float())
-        return enc(faces.float())
+    def descriptors(self, chips: Tensor) -> Tensor:
+        """Raw descriptors where the encoder offers them (dlib's, for the 0.6 threshold), else its
+        normalised output."""
+        fn = getattr(self.encoder, "descriptor", None)
+        return fn(chips) if callable(fn) else self.encoder(chips)
+
+    @torch.no_grad()
+    def target_cache(self, target: Tensor) -> tuple[list, Tensor]:
+        """Chip geometry and descriptors of the targets (they do not depend on the model)."""
+        details = self.chip_details(target)
+        return details, self.descriptors(self.chips(target, details))
 
     @torch.no_grad()
     def __call__(self, pred: Tensor, target: Tensor,
-                 target_desc: Optional[Tensor] = None) -> dict[str, Tensor]:
-        """``{"cosine", "distance", "verified"}``, each ``(B,)``. ``target_desc`` reuses target
-        descriptors computed earlier (they do not depend on the model under test)."""
+                 cache: Optional[tuple[list, Tensor]] = None) -> dict[str, Tensor]:
+        """``{"cosine", "distance", "verified"}``, each ``(B,)`` on the CPU."""
         _check_pair(pred, target)
-        dp = self.descriptors(pred)
-        dt = self.descriptors(target) if target_desc is None else target_desc
-        cos = F.cosine_similarity(dp, dt, dim=1)
-        dist = (dp - dt).norm(dim=1)
+        details, dt = self.target_cache(target) if cache is None else cache
+        dp = self.descriptors(self.chips(pred, details))
+        cos = F.cosine_similarity(dp, dt, dim=1).cpu()
+        dist = (dp - dt).norm(dim=1).cpu()
         return {"cosine": cos, "distance": dist, "verified": (dist < DLIB_VERIFY_THRESHOLD).float()}
+
+
+def _uint8_hwc(faces: Tensor):
+    import numpy as np
+
+    arr = (faces.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    return [np.ascontiguousarray(a) for a in arr]
+
+
+def _dlib_box(detector, img) -> tuple[int, int, int, int]:
+    """dlib's detector box (largest; one 2x upsampling retry), else the template box."""
+    found = detector(img, 0) or detector(img, 1)
+    if found:
+        r = max(found, key=lambda r: r.area())
+        return r.left(), r.top(), r.right(), r.bottom()
+    h, w = img.shape[:2]
+    x1, y1, x2, y2 = TEMPLATE_DLIB_BOX
+    return round(x1 * w), round(y1 * h), round(x2 * w), round(y2 * h)
 
 
 #: 68-point (iBUG 300-W) indices of the outer eye corners, the "inter-ocular" normaliser.
@@ -284,33 +332,17 @@ class LandmarkMetric:
         self._detector = dlib.get_frontal_face_detector()
         self._dlib = dlib
 
-    @staticmethod
-    def _uint8(faces: Tensor):
-        import numpy as np
-
-        return (faces.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
-
     def boxes(self, faces: Tensor) -> Tensor:
         """dlib's detector box per face (largest; one 2x upsampling retry), else the template box:
         ``(B, 4)`` x1, y1, x2, y2 pixels."""
-        out = []
-        for img in self._uint8(faces):
-            h, w = img.shape[:2]
-            found = self._detector(img, 0) or self._detector(img, 1)
-            if found:
-                r = max(found, key=lambda r: r.area())
-                out.append([r.left(), r.top(), r.right(), r.bottom()])
-            else:
-                x1, y1, x2, y2 = TEMPLATE_DLIB_BOX
-                out.append([round(x1 * w), round(y1 * h), round(x2 * w), round(y2 * h)])
-        return torch.tensor(out, dtype=torch.float32)
+        return torch.tensor([_dlib_box(self._detector, img) for img in _uint8_hwc(faces)], dtype=torch.float32)
 
     @torch.no_grad()
     def landmarks(self, faces: Tensor, boxes: Optional[Tensor] = None) -> Tensor:
         """``(B, 68, 2)`` pixels; ``boxes`` default to :meth:`boxes` of ``faces``."""
         boxes = self.boxes(faces) if boxes is None else boxes
         pts = []
-        for img, b in zip(self._uint8(faces), boxes.tolist()):
+        for img, b in zip(_uint8_hwc(faces), boxes.tolist()):
             rect = self._dlib.rectangle(*[int(round(v)) for v in b])
             shape = self._predictor(img, rect)
             pts.append([(shape.part(i).x, shape.part(i).y) for i in range(68)])

@@ -193,3 +193,20 @@ def test_landmarks_of_a_face_with_itself():
     shifted = torch.roll(face, 6, dims=-1)
     nme = metric(shifted, face).item()
     assert nme == pytest.approx(6 / iod.item(), rel=0.35)
+
+
+def test_identity_descriptors_match_dlib_on_its_chip():
+    """Our chip + ported ResNet give dlib's own ``compute_face_descriptor`` of the face."""
+    try:
+        metric = M.IdentityMetric("cpu")
+        import dlib
+        import face_recognition_models as frm
+    except (M.MetricUnavailable, ImportError) as exc:
+        pytest.skip(f"identity encoder or dlib unavailable: {exc}")
+    face = _astronaut_face()
+    details, desc = metric.target_cache(face)
+    img = np.ascontiguousarray((face[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
+    rect = dlib.get_frontal_face_detector()(img, 1)[0]
+    shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())(img, rect)
+    ref = np.array(dlib.face_recognition_model_v1(frm.face_recognition_model_location()).compute_face_descriptor(img, shape))
+    assert np.abs(desc[0].numpy() - ref).max() < 1e-4
