@@ -33,6 +33,7 @@ def register(app: typer.Typer) -> None:
         save_faces: bool = typer.Option(False, "--save-faces", help="Also write aligned inputs and restored crops to OUT/faces."),
         compare: bool = typer.Option(False, "--compare", help="Also write input | output side by side to OUT/compare."),
         min_face: float = typer.Option(0.0, "--min-face", min=0, help="Skip faces whose eye distance is below PX pixels."),
+        min_score: float = typer.Option(0.9, "--min-score", min=0, max=1, help="Ignore detections less confident than this."),
         upscale: float = typer.Option(1.0, "--upscale", min=1, help="Enlarge whole photos by S (bicubic background)."),
         color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Match restored faces' colour to the photo."),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse larger images (default ~89.5 MP)."),
@@ -43,6 +44,7 @@ def register(app: typer.Typer) -> None:
 
         t0 = time.perf_counter()
         restorer = Restorer.from_pretrained(model, device=device, batch_size=batch_size, min_face=min_face,
+                                            min_score=min_score,
                                             upscale=upscale, color_match=color_match)
         if not aligned:
             _ = restorer.detector  # fail early (exit 2) if the detector cannot be built
