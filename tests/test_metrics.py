@@ -206,7 +206,7 @@ def test_identity_descriptors_match_dlib_on_its_chip():
     face = _astronaut_face()
     details, desc = metric.target_cache(face)
     img = np.ascontiguousarray((face[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-    rect = dlib.get_frontal_face_detector()(img, 1)[0]
+    rect = dlib.rectangle(*M._dlib_box(dlib.get_frontal_face_detector(), img))
     shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())(img, rect)
     ref = np.array(dlib.face_recognition_model_v1(frm.face_recognition_model_location()).compute_face_descriptor(img, shape))
     assert np.abs(desc[0].numpy() - ref).max() < 1e-4
