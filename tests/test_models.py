@@ -1,0 +1,208 @@
+"""JDSR-GAN networks: shapes at every scale, gradients, maps/heatmaps, stages, discriminators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facerestore.interfaces import Discriminator, Generator, IdentityEncoder
+from facerestore.registry import Registry, default_registry
+from facerestore_plugins import attention, denoisers, discriminators, generators, upsamplers
+
+TINY_DEN = {"type": "jdsr_denoiser", "channels": 8, "estimator_channels": 8, "estimator_layers": 3}
+
+
+def tiny_sr(scale=4, **kw):
+    return {"type": "jdsr_sr", "channels": 8, "blocks": 2, "scale": scale, "prior_channels": 8, **kw}
+
+
+class TinyEncoder(IdentityEncoder):
+    """A small stand-in IdentityEncoder (the real ones need installed weights)."""
+
+    dim = 16
+    input_size = 24
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 16, 3, stride=2)
+
+    def forward(self, faces):
+        faces = F.interpolate(faces, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+        return F.normalize(self.conv(faces).mean((2, 3)), dim=1)
+
+
+@pytest.fixture(scope="module")
+def reg() -> Registry:
+    r = Registry()
+    for mod in (attention, denoisers, upsamplers, generators, discriminators):
+        mod.register(r)
+    r.register("identity", "tiny", TinyEncoder)
+    return r
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_jdsr_output_shapes_at_every_scale(reg, scale):
+    torch.manual_seed(0)
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(scale, identity_dim=8),
+                                "identity_channels": 4})
+    assert isinstance(g, Generator) and g.scale == scale
+    lq = 128 // scale
+    out = g(torch.rand(2, 3, lq, lq))
+    assert set(out) == {"sr", "denoised", "noise_map", "heatmaps"}
+    assert out["sr"].shape == (2, 3, 128, 128)
+    assert out["denoised"].shape == (2, 3, lq, lq)
+    assert out["noise_map"].shape == (2, 1, lq, lq)
+    assert out["heatmaps"].shape == (2, 5, 128, 128)
+    for key in ("sr", "denoised", "noise_map"):
+        assert 0 <= out[key].min() and out[key].max() <= 1, key
+
+
+def test_landmark_count_and_no_prior_branch(reg):
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(landmarks=68)})
+    assert g(torch.rand(1, 3, 32, 32))["heatmaps"].shape == (1, 68, 128, 128)
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(landmarks=0)})
+    assert "heatmaps" not in g(torch.rand(1, 3, 32, 32))
+
+
+def _all_outputs_loss(out):
+    return sum(v.float().square().mean() for v in out.values())
+
+
+def test_gradients_reach_every_trainable_parameter(reg):
+    torch.manual_seed(0)
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(identity_dim=8, film_every=1),
+                                "identity_channels": 4})
+    _all_outputs_loss(g(torch.rand(2, 3, 32, 32))).backward()
+    missing = [n for n, p in g.named_parameters() if p.requires_grad and (p.grad is None or p.grad.abs().sum() == 0)]
+    assert not missing
+    assert any(n.startswith("identity_branch.") for n, _ in g.named_parameters())
+
+
+def test_frozen_identity_encoder_option(reg):
+    torch.manual_seed(0)
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(identity_dim=8),
+                                "identity": {"type": "tiny"}})
+    enc = g.identity_branch.encoder
+    assert isinstance(enc, TinyEncoder) and not any(p.requires_grad for p in enc.parameters())
+    g.train()
+    assert not enc.training  # stays in eval mode
+    _all_outputs_loss(g(torch.rand(2, 3, 32, 32))).backward()
+    assert all(p.grad is None for p in enc.parameters())
+    assert g.identity_branch.proj.weight.grad.abs().sum() > 0
+    # the trainable projection trains with the upsampler; the frozen encoder is in no stage
+    stage_params = {id(p) for m in g.stage_modules().values() for p in m.parameters()}
+    assert not any(id(p) in stage_params for p in enc.parameters())
+    assert id(g.identity_branch.proj.weight) in stage_params
+    with pytest.raises(ValueError, match="identity_dim"):
+        reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(), "identity": {"type": "tiny"}})
+
+
+def test_identity_embedding_modulates_the_sr_features():
+    torch.manual_seed(0)
+    up = upsamplers.JDSRSR(channels=8, blocks=2, identity_dim=6, attention="identity", landmarks=0)
+    x = torch.rand(1, 3, 16, 16)
+    a = up(x, F.normalize(torch.randn(1, 6), dim=1)).image
+    b = up(x, F.normalize(torch.randn(1, 6), dim=1)).image
+    assert not torch.allclose(a, b)
+    torch.testing.assert_close(up(x, None).image, up(x, None).image)
+
+
+def test_stage_modules_partition_the_trainable_parameters(reg):
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(identity_dim=8)})
+    stages = g.stage_modules()
+    assert set(stages) == {"denoiser", "upsampler"}
+    ids = [{id(p) for p in m.parameters()} for m in stages.values()]
+    assert not ids[0] & ids[1]
+    assert ids[0] | ids[1] == {id(p) for p in g.parameters() if p.requires_grad}
+    # the stage grouping must not duplicate tensors in the checkpoint
+    assert not any(k.startswith("_stages") for k in g.state_dict())
+
+
+def test_detach_stops_sr_gradients_at_the_denoiser(reg):
+    for detach, expect in ((True, False), (False, True)):
+        g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(), "detach": detach})
+        g(torch.rand(2, 3, 32, 32))["sr"].mean().backward()
+        got = any(p.grad is not None and p.grad.abs().sum() > 0 for p in g.denoiser.parameters())
+        assert got is expect
+
+
+def test_untrained_sr_starts_near_bicubic():
+    torch.manual_seed(0)
+    up = upsamplers.JDSRSR(channels=16, blocks=4, scale=4)
+    x = torch.rand(2, 3, 32, 32)
+    bic = upsamplers.Bicubic(scale=4)(x).image
+    assert (up(x).image - bic).abs().mean() < 0.05
+
+
+def test_bicubic_has_no_weights_and_is_bicubic():
+    up = default_registry().create("upsampler", "bicubic", scale=2)
+    assert not list(up.parameters())
+    x = torch.rand(1, 3, 10, 12)
+    ref = F.interpolate(x, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    torch.testing.assert_close(up(x).image, ref)
+    g = default_registry().build("generator", {"type": "sr_only", "upsampler": {"type": "bicubic", "scale": 4}})
+    assert set(g(torch.rand(1, 3, 8, 8))) == {"sr"} and g.scale == 4
+
+
+def test_sr_only_generator(reg):
+    g = reg.build("generator", {"type": "sr_only", "upsampler": tiny_sr(8)})
+    out = g(torch.rand(2, 3, 16, 16))
+    assert set(out) == {"sr", "heatmaps"} and out["sr"].shape == (2, 3, 128, 128)
+    assert set(g.stage_modules()) == {"upsampler"}
+
+
+def test_denoiser_map_and_odd_sizes():
+    torch.manual_seed(0)
+    d = denoisers.JDSRDenoiser(channels=8, depth=2, estimator_channels=8)
+    out = d(torch.rand(2, 3, 30, 27))  # not divisible by 2**depth: padded internally
+    assert out.image.shape == (2, 3, 30, 27) and out.noise_map.shape == (2, 1, 30, 27)
+    assert 0 <= out.noise_map.min() and out.noise_map.max() <= 1
+    # a residual network: an untrained denoiser stays close to its input
+    x = torch.rand(2, 3, 32, 32)
+    assert (d(x).image - x).abs().mean() < 0.05
+    with pytest.raises(ValueError):
+        denoisers.JDSRDenoiser(estimator_layers=1)
+
+
+def test_channels_last_gives_the_same_result(reg):
+    torch.manual_seed(0)
+    g = reg.build("generator", {"type": "jdsr", "denoiser": TINY_DEN, "upsampler": tiny_sr(identity_dim=8)}).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        ref = g(x)
+        g = g.to(memory_format=torch.channels_last)
+        got = g(x.contiguous(memory_format=torch.channels_last))
+    for k in ref:
+        torch.testing.assert_close(got[k], ref[k], atol=1e-4, rtol=1e-4)
+
+
+def test_attention_is_chosen_by_the_recipe(reg):
+    for name, cls in (("se", attention.SqueezeExcitation), ("cbam", attention.CBAM), ("identity", attention.NoAttention)):
+        up = reg.build("upsampler", tiny_sr(attention={"type": name}))
+        assert all(isinstance(b.attention, cls) for b in up.blocks)
+
+
+def test_patch_discriminator_with_spectral_norm(reg):
+    d = reg.build("discriminator", {"type": "patch", "channels": 8, "layers": 3})
+    assert isinstance(d, Discriminator)
+    logits = d(torch.rand(2, 3, 128, 128))
+    assert logits.shape == (2, 1, 14, 14)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert convs and all(hasattr(m, "parametrizations") for m in convs)
+    plain = reg.build("discriminator", {"type": "patch", "channels": 8, "spectral_norm": False})
+    assert not any(hasattr(m, "parametrizations") for m in plain.modules())
+
+
+def test_timm_discriminator_is_random_init_and_global(reg):
+    pytest.importorskip("timm")
+    torch.manual_seed(0)
+    d = reg.build("discriminator", {"type": "timm", "backbone": "resnet18"})
+    x = torch.rand(2, 3, 64, 64, requires_grad=True)
+    logits = d(x)
+    assert logits.shape == (2, 1)
+    logits.sum().backward()
+    assert x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="no_such_net"):
+        reg.build("discriminator", {"type": "timm", "backbone": "no_such_net"})
