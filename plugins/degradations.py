@@ -1,7 +1,291 @@
-"""Built-in degradations components."""
+"""Built-in degradations: blur, downscale, noise and JPEG, batched on the batch's device.
+
+Every step draws its random parameters per sample from the ``torch.Generator`` it is given, from
+``[low, high]`` ranges set in the recipe, and applies them to the whole batch at once (grouped
+convolutions, per-sample kernels, per-sample JPEG quality): no Python loop over the images.
+``p`` is the per-sample probability that a step is applied at all.
+
+Geometry-changing steps (blur, downscale) transform ``lq`` and ``clean`` with the same per-sample
+parameters, so the denoising target stays aligned with the input; corruptions (noise, JPEG) touch
+``lq`` only. Each step records the parameters it drew in ``batch.extras`` (``"<name>.<param>"``,
+NaN where the step was skipped) so tests and users can check them.
+"""
 
 from __future__ import annotations
 
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from facerestore.errors import RecipeError
+from facerestore.interfaces import Degradation, DegradationBatch
+
+Range = tuple[float, float]
+
+
+# --------------------------------------------------------------------------------------------
+# Random helpers shared with masks.py
+# --------------------------------------------------------------------------------------------
+def check_range(name: str, value: Range, lo: float = -math.inf, hi: float = math.inf) -> tuple[float, float]:
+    """Validate a ``[low, high]`` recipe range (reported with the parameter's name)."""
+    a, b = float(value[0]), float(value[1])
+    if not a <= b:
+        raise RecipeError(name, f"expected [low, high] with low <= high, got [{a}, {b}]")
+    if a < lo or b > hi:
+        raise RecipeError(name, f"values must lie in [{lo}, {hi}], got [{a}, {b}]")
+    return a, b
+
+
+def check_prob(name: str, p: float) -> float:
+    if not 0.0 <= p <= 1.0:
+        raise RecipeError(name, f"a probability must be in [0, 1], got {p}")
+    return float(p)
+
+
+def uniform(generator: torch.Generator, n: int, rng: Range, device: torch.device) -> Tensor:
+    """``n`` samples of U(low, high) as float32 on ``device``, from ``generator``."""
+    u = torch.rand(n, generator=generator, device=device)
+    return rng[0] + (rng[1] - rng[0]) * u
+
+
+def bernoulli(generator: torch.Generator, n: int, p: float, device: torch.device) -> Tensor:
+    """``n`` booleans, each True with probability ``p`` (always draws, so the stream stays aligned)."""
+    return torch.rand(n, generator=generator, device=device) < p
+
+
+def _select(mask: Tensor, new: Tensor, old: Tensor) -> Tensor:
+    """Per-sample choice between two batches: ``new`` where ``mask`` (B,) is True."""
+    if bool(mask.all()):
+        return new
+    return torch.where(mask.view(-1, *([1] * (new.dim() - 1))), new, old)
+
+
+def _record(batch: DegradationBatch, name: str, applied: Tensor, **values: Tensor) -> dict:
+    extras = dict(batch.extras)
+    for key, v in values.items():
+        extras[f"{name}.{key}"] = torch.where(applied, v.float(), torch.full_like(v.float(), math.nan))
+    return extras
+
+
+def _filter_per_sample(x: Tensor, kernel: Tensor) -> Tensor:
+    """Correlate each sample of ``x`` (B, C, H, W) with its own ``kernel`` (B, kh, kw), reflect padding."""
+    b, c, h, w = x.shape
+    kh, kw = kernel.shape[-2:]
+    ph, pw = kh // 2, kw // 2
+    mode = "reflect" if (h > ph and w > pw) else "replicate"
+    xp = F.pad(x, (pw, pw, ph, ph), mode=mode)
+    weight = kernel.to(x.dtype).repeat_interleave(c, 0).unsqueeze(1)  # (B*C, 1, kh, kw)
+    out = F.conv2d(xp.reshape(1, b * c, h + 2 * ph, w + 2 * pw), weight, groups=b * c)
+    return out.view(b, c, h, w)
+
+
+def _separable_per_sample(x: Tensor, kx: Tensor, ky: Tensor) -> Tensor:
+    """Separable per-sample filtering: ``kx`` (B, k) along width, ``ky`` (B, k) along height."""
+    return _filter_per_sample(_filter_per_sample(x, kx.unsqueeze(1)), ky.unsqueeze(2))
+
+
+def _both(batch: DegradationBatch, fn) -> tuple[Tensor, Tensor]:
+    """Apply the same per-sample operation to ``lq`` and ``clean`` in one call."""
+    stacked = fn(torch.cat([batch.lq, batch.clean], 1))
+    return stacked[:, :3], stacked[:, 3:]
+
+
+# --------------------------------------------------------------------------------------------
+# Blur
+# --------------------------------------------------------------------------------------------
+class GaussianBlur(Degradation):
+    """Gaussian blur with a per-sample sigma (HQ pixels), optionally anisotropic, on lq and clean."""
+
+    def __init__(self, sigma: Range = (0.2, 1.5), anisotropic: float = 0.0, p: float = 1.0):
+        """``anisotropic``: probability that a sample gets independent sigmas along x and y."""
+        self.sigma = check_range("sigma", sigma, 0.0, 20.0)
+        self.anisotropic = check_prob("anisotropic", anisotropic)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        b, dev = batch.lq.shape[0], batch.lq.device
+        applied = bernoulli(generator, b, self.p, dev)
+        sx = uniform(generator, b, self.sigma, dev)
+        sy_free = uniform(generator, b, self.sigma, dev)
+        aniso = bernoulli(generator, b, self.anisotropic, dev)
+        sy = torch.where(aniso, sy_free, sx)
+        if not bool(applied.any()) or self.sigma[1] <= 0:
+            return batch.replace(extras=_record(batch, "gaussian_blur", applied, sigma_x=sx, sigma_y=sy))
+        h, w = batch.lq.shape[-2:]
+        radius = max(1, min(math.ceil(3.0 * float(torch.maximum(sx, sy).max())), (min(h, w) - 1) // 2))
+        t = torch.arange(-radius, radius + 1, device=dev, dtype=torch.float32)
+
+        def kernel(s: Tensor) -> Tensor:
+            k = torch.exp(-0.5 * (t / s.clamp_min(1e-3).unsqueeze(1)) ** 2)
+            return k / k.sum(1, keepdim=True)
+
+        lq, clean = _both(batch, lambda x: _separable_per_sample(x, kernel(sx), kernel(sy)))
+        return batch.replace(lq=_select(applied, lq, batch.lq), clean=_select(applied, clean, batch.clean),
+                             extras=_record(batch, "gaussian_blur", applied, sigma_x=sx, sigma_y=sy))
+
+
+class MotionBlur(Degradation):
+    """Linear motion blur: per-sample length (pixels) and angle (degrees), on lq and clean."""
+
+    def __init__(self, length: Range = (3.0, 9.0), angle: Range = (0.0, 180.0), p: float = 1.0):
+        self.length = check_range("length", length, 1.0, 64.0)
+        self.angle = check_range("angle", angle, -360.0, 360.0)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        b, dev = batch.lq.shape[0], batch.lq.device
+        applied = bernoulli(generator, b, self.p, dev)
+        length = uniform(generator, b, self.length, dev)
+        angle = uniform(generator, b, self.angle, dev)
+        extras = _record(batch, "motion_blur", applied, length=length, angle=angle)
+        if not bool(applied.any()):
+            return batch.replace(extras=extras)
+        h, w = batch.lq.shape[-2:]
+        radius = max(1, min(math.ceil(float(length.max()) / 2), (min(h, w) - 1) // 2))
+        t = torch.arange(-radius, radius + 1, device=dev, dtype=torch.float32)
+        yy, xx = torch.meshgrid(t, t, indexing="ij")
+        theta = torch.deg2rad(angle).view(b, 1, 1)
+        dx, dy = torch.cos(theta), torch.sin(theta)
+        along = xx * dx + yy * dy  # signed distance along the motion direction
+        across = (-xx * dy + yy * dx).abs()
+        half = (length / 2).view(b, 1, 1)
+        # anti-aliased segment: 1 inside, linear fall-off over one pixel at the ends and sides
+        k = (1 - across).clamp(0, 1) * (half + 0.5 - along.abs()).clamp(0, 1)
+        k = k / k.sum((1, 2), keepdim=True).clamp_min(1e-6)
+        lq, clean = _both(batch, lambda x: _filter_per_sample(x, k))
+        return batch.replace(lq=_select(applied, lq, batch.lq), clean=_select(applied, clean, batch.clean),
+                             extras=extras)
+
+
+# --------------------------------------------------------------------------------------------
+# Downscale
+# --------------------------------------------------------------------------------------------
+_MODES = ("bicubic", "area", "bilinear")
+
+
+class Downscale(Degradation):
+    """Resize lq and clean to 1/scale (bicubic/area/bilinear, or a random one per sample); the
+    occlusion map becomes the area-averaged mask coverage at the new size."""
+
+    def __init__(self, scale: int = 4, mode: Literal["bicubic", "area", "bilinear", "random"] = "bicubic",
+                 antialias: bool = True):
+        if scale < 1:
+            raise RecipeError("scale", f"must be >= 1, got {scale}")
+        self.scale, self.mode, self.antialias = scale, mode, antialias
+
+    def _resize(self, x: Tensor, size: tuple[int, int], mode: str) -> Tensor:
+        if mode == "area":
+            return F.interpolate(x, size=size, mode="area")
+        out = F.interpolate(x, size=size, mode=mode, align_corners=False, antialias=self.antialias)
+        return out.clamp(0, 1)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        b, _, h, w = batch.lq.shape
+        dev = batch.lq.device
+        size = (max(1, h // self.scale), max(1, w // self.scale))
+        mode_id = torch.randint(0, len(_MODES), (b,), generator=generator, device=dev)
+        both = torch.cat([batch.lq, batch.clean], 1)
+        if self.mode == "random":
+            out = None
+            for i, m in enumerate(_MODES):  # three modes, not a loop over images
+                pick = mode_id == i
+                if bool(pick.any()):
+                    r = self._resize(both, size, m)
+                    out = r if out is None else torch.where(pick.view(-1, 1, 1, 1), r, out)
+        else:
+            mode_id = torch.full_like(mode_id, _MODES.index(self.mode))
+            out = self._resize(both, size, self.mode)
+        occ = F.interpolate(batch.occlusion_hq, size=size, mode="area")
+        extras = dict(batch.extras)
+        extras["downscale.mode"] = mode_id
+        return batch.replace(lq=out[:, :3].contiguous(), clean=out[:, 3:].contiguous(), occlusion=occ,
+                             extras=extras)
+
+
+# --------------------------------------------------------------------------------------------
+# Noise and JPEG (lq only)
+# --------------------------------------------------------------------------------------------
+class GaussianNoise(Degradation):
+    """Additive Gaussian noise on lq: per-sample sigma (0..1 intensity), colour or grey."""
+
+    def __init__(self, sigma: Range = (0.0, 0.05), gray_prob: float = 0.4, p: float = 1.0):
+        self.sigma = check_range("sigma", sigma, 0.0, 1.0)
+        self.gray_prob = check_prob("gray_prob", gray_prob)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        x = batch.lq
+        b, dev = x.shape[0], x.device
+        applied = bernoulli(generator, b, self.p, dev)
+        sigma = uniform(generator, b, self.sigma, dev)
+        gray = bernoulli(generator, b, self.gray_prob, dev)
+        noise = torch.randn(x.shape, generator=generator, device=dev, dtype=x.dtype)
+        noise = torch.where(gray.view(-1, 1, 1, 1), noise[:, :1].expand_as(noise), noise)
+        scale = torch.where(applied, sigma, torch.zeros_like(sigma)).view(-1, 1, 1, 1)
+        return batch.replace(lq=(x + noise * scale).clamp(0, 1),
+                             extras=_record(batch, "gaussian_noise", applied, sigma=sigma, gray=gray))
+
+
+class PoissonNoise(Degradation):
+    """Shot noise on lq: Poisson photon counts with a per-sample peak (counts at white)."""
+
+    def __init__(self, peak: Range = (20.0, 300.0), gray_prob: float = 0.4, p: float = 1.0):
+        """Lower ``peak`` = noisier; the peak is drawn log-uniformly from the range."""
+        self.peak = check_range("peak", peak, 1.0, 1e6)
+        self.gray_prob = check_prob("gray_prob", gray_prob)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        x = batch.lq
+        b, dev = x.shape[0], x.device
+        applied = bernoulli(generator, b, self.p, dev)
+        logpeak = uniform(generator, b, (math.log(self.peak[0]), math.log(self.peak[1])), dev)
+        peak = logpeak.exp()
+        gray = bernoulli(generator, b, self.gray_prob, dev)
+        pk = peak.view(-1, 1, 1, 1)
+        noisy = torch.poisson(x.clamp(0, 1) * pk, generator=generator) / pk
+        noise = noisy - x
+        # grey shot noise: the luminance noise added to every channel
+        lum = (0.299 * noise[:, :1] + 0.587 * noise[:, 1:2] + 0.114 * noise[:, 2:])
+        noise = torch.where(gray.view(-1, 1, 1, 1), lum.expand_as(noise), noise)
+        out = (x + noise).clamp(0, 1)
+        return batch.replace(lq=_select(applied, out, x),
+                             extras=_record(batch, "poisson_noise", applied, peak=peak, gray=gray))
+
+
+class Jpeg(Degradation):
+    """JPEG compression of lq with a per-sample quality (kornia's differentiable codec)."""
+
+    def __init__(self, quality: Range = (30.0, 95.0), p: float = 1.0):
+        self.quality = check_range("quality", quality, 1.0, 100.0)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        from kornia.enhance import jpeg_codec_differentiable
+
+        x = batch.lq
+        b, dev = x.shape[0], x.device
+        applied = bernoulli(generator, b, self.p, dev)
+        quality = uniform(generator, b, self.quality, dev).round()
+        extras = _record(batch, "jpeg", applied, quality=quality)
+        if not bool(applied.any()):
+            return batch.replace(extras=extras)
+        idx = applied.nonzero().squeeze(1)
+        with torch.no_grad():
+            coded = jpeg_codec_differentiable(x[idx].clamp(0, 1), quality[idx]).clamp(0, 1)
+        out = x.clone() if idx.numel() < b else coded
+        if idx.numel() < b:
+            out[idx] = coded
+        return batch.replace(lq=out, extras=extras)
+
 
 def register(registry) -> None:
-    """Register this module's components (none yet)."""
+    registry.register("degradation", "gaussian_blur", GaussianBlur)
+    registry.register("degradation", "motion_blur", MotionBlur)
+    registry.register("degradation", "downscale", Downscale)
+    registry.register("degradation", "gaussian_noise", GaussianNoise)
+    registry.register("degradation", "poisson_noise", PoissonNoise)
+    registry.register("degradation", "jpeg", Jpeg)
