@@ -100,6 +100,9 @@ def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -
     root = pathlib.Path(root)
     if not root.is_dir():
         raise FaceRestoreError(f"paired set not found: {root} (make one with `facerestore degrade`)")
+    official = _load_with_degrade_module(root, limit)
+    if official is not None:
+        return official
     lq_dir, hq_dir = root / "lq", root / "hq"
     if not lq_dir.is_dir() or not hq_dir.is_dir():
         raise FaceRestoreError(f"{root} is not a paired set: expected folders lq/ and hq/ "
@@ -132,11 +135,29 @@ def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -
     if manifest.is_file():
         try:
             m = json.loads(manifest.read_text())
-            desc["manifest"] = {k: m[k] for k in ("source", "recipe", "seed", "count", "degradation", "hq_size",
-                                                  "lq_size", "command") if k in m}
+            desc["manifest"] = {k: m[k] for k in _MANIFEST_KEYS if k in m}
         except (json.JSONDecodeError, OSError):
             pass
     return PairedSet(stems, lq_t, hq_t, occ_t, desc)
+
+
+_MANIFEST_KEYS = ("source", "recipe", "seed", "count", "degradation", "hq_size", "lq_size", "scale", "command")
+
+
+def _load_with_degrade_module(root: pathlib.Path, limit: Optional[int]) -> Optional[PairedSet]:
+    """Sets whose manifest says ``facerestore-paired`` are read by the module that writes them
+    (:func:`facerestore.degrade.load_paired_set`: manifest order, every file checked)."""
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+        from . import degrade as D
+    except (OSError, json.JSONDecodeError, ImportError):
+        return None
+    if manifest.get("format") != getattr(D, "FORMAT", None) or not hasattr(D, "load_paired_set"):
+        return None
+    ps = D.load_paired_set(root, limit=limit)
+    desc = {"path": str(root), "count": len(ps), "manifest": {k: ps.manifest[k] for k in _MANIFEST_KEYS
+                                                               if k in ps.manifest}}
+    return PairedSet(list(ps.stems), ps.lq, ps.hq, ps.occlusion_hq, desc)
 
 
 def _stack(items: list[Tensor], what: str, root: pathlib.Path) -> Tensor:

@@ -205,3 +205,27 @@ def test_eval_user_errors(paired, tmp_path):
     assert r.exit_code == 2 and "lq/ and hq/" in r.output
     r = _run(["--model", "bicubic", "--data", str(paired), "--skip", "psnr"])
     assert r.exit_code == 2 and "unknown metric group" in r.output
+
+
+def test_eval_reads_sets_written_by_the_degrade_module(tmp_path):
+    """The format `facerestore degrade` writes (facerestore.degrade.write_paired_set) is read
+    through facerestore.degrade.load_paired_set, occlusion at HQ size."""
+    D = pytest.importorskip("facerestore.degrade")
+    from facerestore.interfaces import DegradationBatch
+
+    hq = torch.cat([_astronaut_face(128), torch.roll(_astronaut_face(128), 5, -1)])
+    lq = F.interpolate(hq, size=(32, 32), mode="area")
+    occ_hq = torch.zeros(2, 1, 128, 128)
+    occ_hq[0, :, 80:120, 30:100] = 1
+    occ = F.interpolate(occ_hq, size=(32, 32), mode="area")
+    batch = DegradationBatch(hq=hq, lq=lq * (1 - occ) + 0.5 * occ, clean=lq, occlusion=occ, occlusion_hq=occ_hq)
+    D.write_paired_set(tmp_path / "set", iter([(batch, ["a.png", "b.png"])]), {"seed": 7, "recipe": "test"})
+    data = E.load_paired_dir(tmp_path / "set")
+    assert len(data) == 2 and data.description["manifest"]["seed"] == 7
+    assert torch.equal(data.occlusion_hq, occ_hq)
+    out = tmp_path / "r.json"
+    r = _run(["--model", "bicubic", "--data", str(tmp_path / "set"), "--json", str(out), "--quiet", *SKIP_NETS,
+              "--skip", "speed"])
+    assert r.exit_code == 0, r.output
+    counts = json.loads(out.read_text())["models"][0]["counts"]
+    assert counts["psnr"] == 2 and counts["psnr_occluded"] == 1
