@@ -32,8 +32,12 @@ def astronaut() -> torch.Tensor:
     return torch.from_numpy(skdata.astronaut()).permute(2, 0, 1).float() / 255
 
 
+def luma(img: torch.Tensor) -> torch.Tensor:
+    return 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+
+
 class FakeDetector(FaceDetector):
-    """Finds the astronaut's face when the image is the astronaut (upright), else nothing."""
+    """Finds the astronaut's face when the image is the astronaut (upright, colour or grey)."""
 
     def __init__(self):
         self.ref = astronaut()
@@ -44,7 +48,7 @@ class FakeDetector(FaceDetector):
         out = []
         for img in images:
             img = img.float().cpu()
-            hit = img.shape == self.ref.shape and (img - self.ref).abs().mean() < 0.08
+            hit = img.shape == self.ref.shape and (luma(img) - luma(self.ref)).abs().mean() < 0.05
             if img.shape[-2:] == (1024, 1024):  # --upscale 2 is applied after detection; never here
                 hit = False
             n = 1 if hit else 0
