@@ -86,7 +86,9 @@ def write_paired_set(out_dir: str | pathlib.Path, batches: Iterator[tuple[Degrad
     for sub in SUBDIRS:
         (out / sub).mkdir(parents=True, exist_ok=True)
     files = []
+    sizes: dict[str, int] = {}
     for batch, sources in batches:
+        sizes = {"hq_size": int(batch.hq.shape[-1]), "lq_size": int(batch.lq.shape[-1])}
         for i, src in enumerate(sources):
             stem = f"{len(files):05d}"
             _save_png(batch.hq[i], out / "hq" / f"{stem}.png")
@@ -95,7 +97,7 @@ def write_paired_set(out_dir: str | pathlib.Path, batches: Iterator[tuple[Degrad
             _save_png(batch.occlusion[i], out / "occlusion" / f"{stem}.png")
             _save_png(batch.occlusion_hq[i], out / "occlusion_hq" / f"{stem}.png")
             files.append({"stem": stem, "source": src})
-    manifest = {"format": FORMAT, "version": VERSION, **manifest, "count": len(files), "files": files}
+    manifest = {"format": FORMAT, "version": VERSION, **manifest, **sizes, "count": len(files), "files": files}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     return manifest
 
@@ -193,3 +195,75 @@ def save_grid(batch: DegradationBatch, path: str | pathlib.Path, columns: int = 
     p = pathlib.Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     _save_png(make_grid(batch, columns), p)
+
+
+# --------------------------------------------------------------------------------------------
+# Folder -> paired set (``facerestore degrade``)
+# --------------------------------------------------------------------------------------------
+def read_degradation_recipe(path: str | pathlib.Path) -> tuple[list[dict[str, Any]], int, int, str]:
+    """``(degradation specs, hq_size, scale, name)`` from a recipe file. Only those keys are read,
+    so a recipe whose model components are not installed still works here."""
+    import tomllib
+
+    from .errors import RecipeError
+
+    p = pathlib.Path(path)
+    if not p.is_file():
+        raise RecipeError("", f"recipe file not found: {p}")
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError("", f"{p} is not valid TOML: {exc}") from None
+    specs = data.get("degradation", [])
+    if not isinstance(specs, list) or not specs:
+        raise RecipeError("degradation", f"{p} has no [[degradation]] steps")
+    hq_size = data.get("hq_size", 128)
+    scale = data.get("scale", 4)
+    if not isinstance(hq_size, int) or not isinstance(scale, int):
+        raise RecipeError("hq_size", "hq_size and scale must be integers")
+    return [dict(s) for s in specs], hq_size, scale, str(data.get("name", p.stem))
+
+
+def degrade_folder(src: str | pathlib.Path, out: str | pathlib.Path, recipe: str | pathlib.Path, seed: int = 0,
+                   limit: int | None = None, device: str = "cpu", batch_size: int = 32,
+                   landmark_cache: str | pathlib.Path | None = None,
+                   grid: str | pathlib.Path | None = None) -> dict[str, Any]:
+    """Degrade the faces under ``src`` once with the recipe's pipeline and write a paired set."""
+    from .data import FaceFolder
+    from .landmark_cache import LandmarkCache
+
+    specs, hq_size, scale, name = read_degradation_recipe(recipe)
+    pipeline = build_pipeline(specs)
+    cache = LandmarkCache(landmark_cache, src) if landmark_cache else None
+    ds = FaceFolder(src, hq_size, landmark_cache=cache, limit=limit)
+    gen = make_generator(seed, device)
+    first: list[DegradationBatch] = []
+    src_root = pathlib.Path(src)
+
+    def batches() -> Iterator[tuple[DegradationBatch, list[str]]]:
+        for start in range(0, len(ds), batch_size):
+            items = [ds[i] for i in range(start, min(len(ds), start + batch_size))]
+            hq = torch.stack([it["hq"] for it in items]).to(device).float() / 255
+            lm = torch.stack([it["landmarks"] for it in items]).to(device) if cache is not None else None
+            batch = degrade_batch(hq, pipeline, gen, lm)
+            if grid is not None and sum(b.hq.shape[0] for b in first) < 16:
+                first.append(batch.to("cpu"))
+            names = []
+            for it in items:
+                f = ds.files[it["index"]]
+                try:
+                    names.append(f.relative_to(src_root).as_posix())
+                except ValueError:
+                    names.append(str(f))
+            yield batch, names
+
+    manifest = write_paired_set(out, batches(), {
+        "recipe": str(recipe), "recipe_name": name, "degradation": specs, "seed": int(seed),
+        "hq_size": hq_size, "scale": scale, "source": str(src), "batch_size": batch_size,
+        "device": str(device), "landmarks": "cache" if cache is not None else "template",
+    })
+    if grid is not None and first:
+        merged = DegradationBatch(**{k: torch.cat([getattr(b, k) for b in first])[:16]
+                                     for k in ("hq", "lq", "clean", "occlusion", "occlusion_hq")})
+        save_grid(merged, grid)
+    return manifest
