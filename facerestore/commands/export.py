@@ -1,14 +1,122 @@
-"""`facerestore export`."""
+"""`facerestore export`: a model's face-restoration graph as ONNX and/or a ``torch.export`` program.
+
+The exported graph takes aligned LQ faces ``(B, 3, h, h)`` in [0, 1] (B dynamic) and returns the
+generator's ``sr`` output ``(B, 3, H, H)``, clamped to [0, 1]. Detection, alignment and paste-back
+stay in Python (see ``facerestore.restore``).
+
+Formats: ONNX (TorchScript-based exporter, no extra package needed; run with onnxruntime) and
+``.pt2`` (``torch.export``; load with ``torch.export.load(path).module()``). TorchScript
+``.pt`` files are not offered: they are pickle-based zips, the kind of file this project refuses
+to load.
+"""
 
 from __future__ import annotations
 
+import pathlib
+from typing import Optional
+
 import typer
 
-from . import not_built
+from . import user_errors
+
+
+def sr_module(generator):
+    """Wrap a generator so that it returns the clamped ``sr`` tensor (exporters want tensors)."""
+    from torch import nn
+
+    class SROutput(nn.Module):
+        def __init__(self, gen: nn.Module):
+            super().__init__()
+            self.generator = gen
+
+        def forward(self, lq):
+            return self.generator(lq)["sr"].clamp(0, 1)
+
+    return SROutput(generator).eval()
+
+
+def export_onnx(generator, lq_size: int, path: str | pathlib.Path, opset: int = 17, batch: int = 2) -> pathlib.Path:
+    import warnings
+
+    import torch
+
+    from ..checkpoint import atomic_write_bytes
+
+    module = sr_module(generator).cpu()
+    example = torch.rand(batch, 3, lq_size, lq_size)
+    path = pathlib.Path(path)
+
+    def write(tmp: str) -> None:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(module, (example,), tmp, dynamo=False, input_names=["lq"], output_names=["sr"],
+                              dynamic_axes={"lq": {0: "batch"}, "sr": {0: "batch"}}, opset_version=opset,
+                              do_constant_folding=True)
+
+    atomic_write_bytes(path, write)
+    return path
+
+
+def export_pt2(generator, lq_size: int, path: str | pathlib.Path, batch: int = 2) -> pathlib.Path:
+    import torch
+
+    from ..checkpoint import atomic_write_bytes
+
+    module = sr_module(generator).cpu()
+    example = torch.rand(batch, 3, lq_size, lq_size)
+    b = torch.export.Dim("batch", min=1, max=4096)
+    with torch.no_grad():
+        program = torch.export.export(module, (example,), dynamic_shapes=({0: b},))
+    path = pathlib.Path(path)
+    atomic_write_bytes(path, lambda tmp: torch.export.save(program, tmp))
+    return path
 
 
 def register(app: typer.Typer) -> None:
-    @app.command("export", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-    def export() -> None:
-        """Not implemented yet (issue 8: export)."""
-        not_built("export", "issue 8: export")
+    @app.command("export")
+    @user_errors
+    def export(
+        model: str = typer.Option("jdsr-x4", "--model", "-m", help="Model name or .safetensors checkpoint."),
+        onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="Write an ONNX model here."),
+        pt2: Optional[pathlib.Path] = typer.Option(None, "--pt2", help="Write a torch.export program (.pt2) here."),
+        opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
+        check: bool = typer.Option(True, "--check/--no-check", help="Compare the ONNX output with PyTorch (onnxruntime)."),
+    ) -> None:
+        """Export a model's face restoration (aligned LQ faces -> `sr`) to ONNX and/or torch.export."""
+        from ..errors import FaceRestoreError
+        from ..zoo import model_geometry, resolve_model
+
+        if onnx is None and pt2 is None:
+            raise FaceRestoreError("nothing to do: give --onnx OUT.onnx and/or --pt2 OUT.pt2")
+        generator, recipe = resolve_model(model, "cpu")
+        scale, lq = model_geometry(generator, recipe)
+        if onnx is not None:
+            export_onnx(generator, lq, onnx, opset)
+            typer.echo(f"wrote {onnx} (input lq: (B, 3, {lq}, {lq}), output sr: (B, 3, {lq * scale}, {lq * scale}))")
+            if check:
+                err = onnx_max_error(generator, lq, onnx)
+                if err is None:
+                    typer.echo("onnxruntime not installed: output not checked (pip install onnxruntime)")
+                else:
+                    typer.echo(f"onnxruntime vs PyTorch: max abs difference {err:.2e}")
+        if pt2 is not None:
+            export_pt2(generator, lq, pt2)
+            typer.echo(f"wrote {pt2} (load with torch.export.load(path).module())")
+
+
+def onnx_max_error(generator, lq_size: int, path, batch: int = 3, seed: int = 0) -> Optional[float]:
+    """Largest absolute difference between onnxruntime and PyTorch on random faces (None without
+    onnxruntime)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return None
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(batch, 3, lq_size, lq_size, generator=g)
+    with torch.no_grad():
+        ref = sr_module(generator).cpu()(x).numpy()
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = sess.run(["sr"], {"lq": x.numpy()})[0]
+    return float(abs(got - ref).max())

@@ -1,0 +1,54 @@
+"""`facerestore export`: ONNX output matches PyTorch (onnxruntime), torch.export round trip."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from facerestore.cli import app
+from facerestore.commands.export import export_pt2, onnx_max_error, sr_module
+from facerestore.zoo import resolve_model
+
+from test_restore import tiny_checkpoint
+
+
+def test_onnx_parity_checkpoint(tmp_path):
+    pytest.importorskip("onnx", reason="onnx not installed (pip install facerestore[export])")
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install facerestore[export])")
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    res = CliRunner().invoke(app, ["export", "--model", ckpt, "--onnx", str(tmp_path / "m.onnx")])
+    assert res.exit_code == 0, res.output
+    gen, _ = resolve_model(ckpt, "cpu")
+    x = torch.rand(5, 3, 16, 16)  # another batch size than the export example
+    sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    got = torch.from_numpy(sess.run(["sr"], {"lq": x.numpy()})[0])
+    with torch.no_grad():
+        ref = sr_module(gen)(x)
+    assert got.shape == (5, 3, 64, 64)
+    assert (got - ref).abs().max() < 1e-4
+    assert "max abs difference" in res.output
+
+
+def test_onnx_parity_bicubic(tmp_path):
+    pytest.importorskip("onnx", reason="onnx not installed")
+    pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
+    res = CliRunner().invoke(app, ["export", "--model", "bicubic", "--onnx", str(tmp_path / "b.onnx")])
+    assert res.exit_code == 0, res.output
+    gen, _ = resolve_model("bicubic", "cpu")
+    assert onnx_max_error(gen, 32, tmp_path / "b.onnx") < 1e-4
+
+
+def test_pt2_round_trip(tmp_path):
+    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    gen, _ = resolve_model(ckpt, "cpu")
+    export_pt2(gen, 16, tmp_path / "m.pt2")
+    loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
+    x = torch.rand(3, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), sr_module(gen)(x), atol=1e-5)
+
+
+def test_export_needs_a_target():
+    res = CliRunner().invoke(app, ["export", "--model", "bicubic"])
+    assert res.exit_code == 2 and "nothing to do" in res.output
