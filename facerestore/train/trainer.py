@@ -129,6 +129,8 @@ class Trainer:
         self._base_trainable = {id(p) for p in self.G.parameters() if p.requires_grad}
         dist.broadcast_module(self.G, self.dist)
         self.ema = EMA(self.G, cfg.ema_decay)
+        if not self._base_trainable:
+            raise FaceRestoreError(f"generator {r.generator.get('type')!r} has no trainable parameters: nothing to train")
         self.opt_g = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=cfg.lr,
                                       betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lambda s: lr_factor(s, cfg))
