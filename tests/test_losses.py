@@ -1,0 +1,167 @@
+"""Loss plugins: zero (or minimal) for identical inputs, growing with the difference; GAN signs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facerestore.interfaces import AdversarialLoss, Discriminator, IdentityEncoder
+from facerestore.registry import Registry, create
+from facerestore_plugins import losses
+
+
+def _noisy(x, amp, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return x + amp * torch.randn(x.shape, generator=g)
+
+
+@pytest.fixture
+def img():
+    return torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+
+
+@pytest.mark.parametrize("mode", ["l1", "l2", "charbonnier"])
+def test_pixel_zero_for_identical_and_monotonic(img, mode):
+    loss = create("loss", "pixel", mode=mode)
+    assert loss(img, img.clone()).item() == 0.0
+    values = [loss(_noisy(img, a), img).item() for a in (0.01, 0.05, 0.2)]
+    assert 0 < values[0] < values[1] < values[2]
+
+
+def test_pixel_occluded_weight_emphasises_the_mask(img):
+    occ = torch.zeros(2, 1, 16, 16)
+    occ[..., 8:, :] = 1
+    err_in = img.clone()
+    err_in[..., 8:, :] += 0.1  # error inside the mask
+    err_out = img.clone()
+    err_out[..., :8, :] += 0.1  # the same error outside
+    plain = create("loss", "pixel")
+    weighted = create("loss", "pixel", occluded_weight=3.0)
+    assert plain(err_in, img, occlusion=occ).item() == pytest.approx(plain(err_out, img, occlusion=occ).item())
+    assert weighted(err_in, img, occlusion=occ) > 2 * weighted(err_out, img, occlusion=occ)
+    # an HQ-size prediction uses the map of its own size (or a resized one)
+    big = torch.rand(2, 3, 32, 32)
+    assert weighted(big, big, occlusion=occ).item() == 0.0
+
+
+def test_tv_zero_for_flat_and_grows_with_noise():
+    flat = torch.full((1, 3, 16, 16), 0.4)
+    for mode in ("l1", "l2"):
+        tv = create("loss", "tv", mode=mode)
+        assert tv(flat, flat).item() == 0.0
+        values = [tv(_noisy(flat, a), flat).item() for a in (0.01, 0.1)]
+        assert 0 < values[0] < values[1]
+
+
+def test_asymmetric_loss_penalises_under_estimation_more():
+    target = torch.full((1, 1, 8, 8), 0.5)
+    loss = create("loss", "asymmetric", alpha=0.3)
+    assert loss(target, target.clone()).item() == 0.0
+    under = loss(target - 0.2, target).item()
+    over = loss(target + 0.2, target).item()
+    assert under == pytest.approx(0.7 * 0.04, rel=1e-5)
+    assert over == pytest.approx(0.3 * 0.04, rel=1e-5)
+    assert loss(target - 0.4, target).item() > under
+    # the true occlusion map may come at HQ size: it is area-resized to the estimate
+    assert loss(target, torch.full((1, 1, 32, 32), 0.5)).item() == 0.0
+
+
+def test_face_prior_mse():
+    from facerestore.landmarks import render_heatmaps, template_landmarks
+
+    hm = render_heatmaps(template_landmarks(64), 64)
+    for fw in (0.0, 10.0):
+        loss = create("loss", "face_prior", foreground_weight=fw)
+        assert loss(hm, hm.clone()).item() == 0.0
+        shifted = render_heatmaps(template_landmarks(64) + 2, 64)
+        far = render_heatmaps(template_landmarks(64) + 6, 64)
+        assert 0 < loss(shifted, hm).item() < loss(far, hm).item()
+    with pytest.raises(ValueError, match="landmarks"):
+        create("loss", "face_prior")(hm[:, :3], hm)
+
+
+class TinyEncoder(IdentityEncoder):
+    """A stand-in for dlib_resnet (whose weights may not be installed)."""
+
+    dim = 8
+    input_size = 16
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = nn.Conv2d(3, 8, 3)
+
+    def forward(self, faces):
+        faces = F.interpolate(faces, size=(16, 16), mode="bilinear", align_corners=False)
+        return F.normalize(self.conv(faces).flatten(2).mean(2), dim=1)
+
+
+def test_identity_loss_with_a_registered_encoder(img):
+    reg = Registry()
+    losses.register(reg)
+    reg.register("identity", "tiny", TinyEncoder)
+    loss = reg.create("loss", "identity", encoder={"type": "tiny"})
+    assert not any(p.requires_grad for p in loss.encoder.parameters())
+    assert loss(img, img.clone()).item() == pytest.approx(0.0, abs=1e-6)
+    values = [loss(_noisy(img, a).clamp(0, 1), img).item() for a in (0.05, 0.5)]
+    assert 0 < values[0] < values[1]
+    pred = img.clone().requires_grad_(True)
+    loss(pred * 0.5, img).backward()
+    assert pred.grad.abs().sum() > 0 and all(p.grad is None for p in loss.encoder.parameters())
+    loss.train()
+    assert not loss.encoder.training
+
+
+class BrightnessCritic(Discriminator):
+    """A toy critic that believes brighter images are real: logit = 10 * (mean - 0.5)."""
+
+    def forward(self, x):
+        return 10 * (x.mean((1, 2, 3)).view(-1, 1) - 0.5)
+
+
+@pytest.mark.parametrize("mode", ["vanilla", "lsgan", "hinge", "relativistic"])
+def test_adversarial_modes_are_finite_and_have_the_right_signs(mode):
+    adv = create("loss", "adversarial", mode=mode)
+    assert isinstance(adv, AdversarialLoss)
+    D = BrightnessCritic()
+    real = torch.full((4, 3, 8, 8), 0.7)
+    dark, bright = torch.full_like(real, 0.3), torch.full_like(real, 0.6)
+    # generator: fakes the critic finds more real cost less
+    g_dark, g_bright = adv(dark, real, discriminator=D), adv(bright, real, discriminator=D)
+    assert torch.isfinite(g_dark) and torch.isfinite(g_bright)
+    assert g_bright < g_dark
+    # critic: telling real (bright) from fake (dark) is cheaper than the reverse
+    d_good = adv.discriminator_loss(D, real, dark)
+    d_bad = adv.discriminator_loss(D, dark, real)
+    assert torch.isfinite(d_good) and d_good < d_bad
+    # the generator term is differentiable w.r.t. the fake images
+    fake = dark.clone().requires_grad_(True)
+    adv(fake, real, discriminator=D).backward()
+    assert fake.grad.abs().sum() > 0
+    # the critic term never sends gradients to the generator's output
+    fake2 = dark.clone().requires_grad_(True)
+    assert not adv.discriminator_loss(D, real, fake2).requires_grad  # the toy critic has no weights
+
+
+def test_adversarial_needs_a_discriminator(img):
+    with pytest.raises(ValueError, match="discriminator"):
+        create("loss", "adversarial")(img, img)
+
+
+def test_adversarial_trains_a_patch_critic_on_a_real_batch():
+    """A few critic steps on real-vs-blurred patches lower the critic loss for every mode."""
+    for mode in ("vanilla", "lsgan", "hinge", "relativistic"):
+        torch.manual_seed(0)
+        D = create("discriminator", "patch", channels=8, layers=2, spectral_norm=False)
+        adv = create("loss", "adversarial", mode=mode)
+        real = torch.rand(2, 3, 16, 16)
+        fake = F.avg_pool2d(real, 3, 1, 1)
+        opt = torch.optim.Adam(D.parameters(), lr=1e-3)
+        first = adv.discriminator_loss(D, real, fake).item()
+        for _ in range(8):
+            opt.zero_grad()
+            adv.discriminator_loss(D, real, fake).backward()
+            opt.step()
+        assert adv.discriminator_loss(D, real, fake).item() < first, mode
