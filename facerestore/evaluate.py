@@ -171,20 +171,34 @@ def degrade_faces(faces_dir: str | os.PathLike[str], recipe, seed: int, limit: O
                   device: torch.device | str = "cpu", batch_size: int = 32) -> PairedSet:
     """Degrade a folder of faces on the fly with a recipe's ``[[degradation]]`` pipeline.
 
-    Uses :mod:`facerestore.degrade` (the code behind ``facerestore degrade``), so the faces are
-    the same as a set written by ``facerestore degrade --recipe R --seed N``.
+    Faces are read by :class:`facerestore.data.FaceFolder` (sorted, centre square crop, resized to
+    the recipe's ``hq_size``) and degraded by :mod:`facerestore.degrade` in batches of
+    ``batch_size`` with one generator seeded ``seed`` on the CPU: the pairs a seed gives depend on
+    the batch size, as for ``facerestore degrade``.
     """
     try:
         from . import degrade as D
-    except ImportError as exc:
-        raise FaceRestoreError(f"degrading on the fly needs facerestore.degrade ({exc}); "
-                               "use a set written by `facerestore degrade` instead") from None
-    fn = getattr(D, "degrade_folder_in_memory", None) or getattr(D, "degrade_in_memory", None)
-    if fn is None:
-        raise FaceRestoreError("facerestore.degrade offers no in-memory degradation; write the set with "
-                               "`facerestore degrade` and pass that folder to --data")
-    out = fn(faces_dir, recipe, seed=seed, limit=limit, device=device, batch_size=batch_size)
-    return _paired_from(out, {"path": str(faces_dir), "recipe": getattr(recipe, "source", ""), "seed": seed})
+        from .data import FaceFolder, to_float
+    except ImportError as exc:  # pragma: no cover - parts of the package
+        raise FaceRestoreError(f"degrading on the fly needs facerestore.degrade and facerestore.data ({exc})") from None
+    if not pathlib.Path(faces_dir).is_dir():
+        raise FaceRestoreError(f"face folder not found: {faces_dir}")
+    ds = FaceFolder([str(faces_dir)], recipe.hq_size, limit=limit)
+    pipeline = D.build_pipeline(recipe.degradation)
+    gen = D.make_generator(seed, "cpu")
+    lq, hq, occ, stems = [], [], [], []
+    with torch.no_grad():
+        for start in range(0, len(ds), batch_size):
+            items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+            batch = D.degrade_batch(to_float(torch.stack([it["hq"] for it in items])), pipeline, gen, None)
+            lq.append(batch.lq)
+            hq.append(batch.hq)
+            occ.append(batch.occlusion_hq)
+            stems += [pathlib.Path(ds.files[it["index"]]).stem for it in items]
+    desc = {"path": str(faces_dir), "recipe": getattr(recipe, "source", "") or recipe.name, "seed": seed,
+            "degradation": recipe.degradation, "on_the_fly": True, "batch_size": batch_size}
+    return _paired_from({"lq": torch.cat(lq), "hq": torch.cat(hq), "occlusion_hq": torch.cat(occ),
+                         "stems": stems}, desc)
 
 
 def _paired_from(obj: Any, desc: dict[str, Any]) -> PairedSet:
@@ -250,8 +264,9 @@ def _display_name(spec: str) -> str:
     path = pathlib.Path(spec)
     if path.suffix.lower() != ".safetensors":
         return spec
-    if path.stem in ("model", "final", "last", "best", "ema", "latest", "generator") and path.parent.name:
-        return f"{path.parent.name}/{path.stem}"
+    generic = path.stem in ("model", "final", "last", "best", "ema", "latest", "generator") or path.stem.startswith("ckpt_")
+    if generic and path.parent.name:  # runs/<recipe>/ckpt_00004000.safetensors -> "<recipe>"
+        return path.parent.name if path.stem.startswith("ckpt_") or path.stem == "last" else f"{path.parent.name}/{path.stem}"
     return path.stem
 
 

@@ -229,3 +229,33 @@ def test_eval_reads_sets_written_by_the_degrade_module(tmp_path):
     assert r.exit_code == 0, r.output
     counts = json.loads(out.read_text())["models"][0]["counts"]
     assert counts["psnr"] == 2 and counts["psnr_occluded"] == 1
+
+
+def test_eval_degrades_a_face_folder_on_the_fly(tmp_path):
+    pytest.importorskip("facerestore.data")
+    from facerestore.registry import default_registry
+
+    if ("degradation", "downscale") not in default_registry():
+        pytest.skip("degradation components not installed")
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    base = _astronaut_face(160)[0]
+    for i in range(3):
+        _save(torch.roll(base, 4 * i, dims=-1), faces / f"f{i}.png")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "t"\nscale = 4\nhq_size = 64\n'
+                      '[[degradation]]\ntype = "procedural_mask"\n'
+                      '[[degradation]]\ntype = "downscale"\nscale = 4\n'
+                      '[generator]\ntype = "sr_only"\n[generator.upsampler]\ntype = "bicubic"\nscale = 4\n')
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"r{k}.json"
+        r = _run(["--model", "bicubic", "--data", str(faces), "--recipe", str(recipe), "--seed", "3",
+                  "--json", str(out), "--quiet", *SKIP_NETS, "--skip", "speed"])
+        assert r.exit_code == 0, r.output
+        outs.append(json.loads(out.read_text()))
+    a, b = outs
+    assert a["data"]["count"] == 3 and a["data"]["lq_size"] == 16 and a["data"]["hq_size"] == 64
+    assert a["data"]["seed"] == 3 and a["data"]["on_the_fly"]
+    assert a["models"][0]["metrics"] == b["models"][0]["metrics"]  # a seed reproduces the set
+    assert a["models"][0]["counts"]["psnr_occluded"] >= 1
