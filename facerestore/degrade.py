@@ -243,6 +243,9 @@ def degrade_folder(src: str | pathlib.Path, out: str | pathlib.Path, recipe: str
     def batches() -> Iterator[tuple[DegradationBatch, list[str]]]:
         for start in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(start, min(len(ds), start + batch_size))]
+            items = [it for k, it in enumerate(items) if it["index"] == start + k]  # unreadable: skipped
+            if not items:
+                continue
             hq = torch.stack([it["hq"] for it in items]).to(device).float() / 255
             lm = torch.stack([it["landmarks"] for it in items]).to(device) if cache is not None else None
             batch = degrade_batch(hq, pipeline, gen, lm)

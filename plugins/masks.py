@@ -181,10 +181,6 @@ def composite(batch: DegradationBatch, colour: Tensor, alpha: Tensor, kind: Tens
     return batch.replace(lq=lq, occlusion=occ, occlusion_hq=occ_hq, extras=extras)
 
 
-def _placement_kwargs(top, chin, width, rotation, perspective, jitter) -> Placement:
-    return Placement(top, chin, width, rotation, perspective, jitter)
-
-
 # --------------------------------------------------------------------------------------------
 # Procedural masks
 # --------------------------------------------------------------------------------------------

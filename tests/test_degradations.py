@@ -1,0 +1,152 @@
+"""Blur, downscale, noise, JPEG and whole pipelines: ranges, determinism, batch sizes, paired sets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from facerestore.degrade import (build_pipeline, degrade_batch, load_paired_set, make_generator,
+                                 write_paired_set)
+from facerestore.errors import FaceRestoreError, RecipeError
+from facerestore.registry import create, default_registry
+
+S = 64
+JDSR = [
+    {"type": "random_mask", "template_prob": 0.0},
+    {"type": "gaussian_blur", "sigma": [0.2, 1.5]},
+    {"type": "downscale", "scale": 4},
+    {"type": "gaussian_noise", "sigma": [0.0, 0.05]},
+    {"type": "jpeg", "quality": [30, 90]},
+]
+
+
+def faces(b: int, size: int = S, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    # smooth random images (JPEG and blur behave as on photos, not on white noise)
+    x = torch.rand(b, 3, size // 8, size // 8, generator=g)
+    return torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def run(specs, hq, seed=0, landmarks=None):
+    return degrade_batch(hq, build_pipeline(specs), make_generator(seed, "cpu"), landmarks)
+
+
+def test_all_names_registered():
+    names = set(default_registry().names("degradation"))
+    assert {"procedural_mask", "template_mask", "random_mask", "gaussian_blur", "motion_blur", "downscale",
+            "gaussian_noise", "poisson_noise", "jpeg"} <= names
+
+
+def test_deterministic_for_a_seed():
+    hq = faces(6)
+    a, b, c = run(JDSR, hq, 3), run(JDSR, hq, 3), run(JDSR, hq, 4)
+    for k in ("lq", "clean", "occlusion", "occlusion_hq"):
+        assert torch.equal(getattr(a, k), getattr(b, k)), k
+    assert not torch.equal(a.lq, c.lq)
+
+
+@pytest.mark.parametrize("b", [1, 2, 7, 128])
+def test_batch_sizes(b):
+    r = run(JDSR, faces(b, 128, seed=b))
+    assert r.hq.shape == (b, 3, 128, 128)
+    assert r.lq.shape == r.clean.shape == (b, 3, 32, 32)
+    assert r.occlusion.shape == (b, 1, 32, 32) and r.occlusion_hq.shape == (b, 1, 128, 128)
+    for t in (r.lq, r.clean, r.occlusion):
+        assert t.min() >= 0 and t.max() <= 1 and torch.isfinite(t).all()
+
+
+RANGES = [
+    ("gaussian_blur", {"sigma": [0.5, 1.0]}, ["sigma_x", "sigma_y"], (0.5, 1.0)),
+    ("motion_blur", {"length": [3.0, 5.0], "angle": [10.0, 20.0]}, ["length"], (3.0, 5.0)),
+    ("motion_blur", {"length": [3.0, 5.0], "angle": [10.0, 20.0]}, ["angle"], (10.0, 20.0)),
+    ("gaussian_noise", {"sigma": [0.01, 0.02]}, ["sigma"], (0.01, 0.02)),
+    ("poisson_noise", {"peak": [50.0, 80.0]}, ["peak"], (50.0, 80.0)),
+    ("jpeg", {"quality": [40.0, 60.0]}, ["quality"], (40.0, 60.0)),
+]
+
+
+@pytest.mark.parametrize("name,params,keys,rng", RANGES)
+def test_per_sample_parameters_within_ranges(name, params, keys, rng):
+    r = run([{"type": name, **params}], faces(64))
+    for k in keys:
+        v = r.extras[f"{name}.{k}"]
+        assert v.shape == (64,)
+        assert (v >= rng[0] - 1e-4).all() and (v <= rng[1] + 1e-4).all()
+        assert v.std() > 0, "drawn per sample"
+
+
+def test_gaussian_noise_level_matches_sigma():
+    hq = torch.full((32, 3, 64, 64), 0.5)
+    r = run([{"type": "gaussian_noise", "sigma": [0.0, 0.1], "gray_prob": 0.0}], hq)
+    measured = (r.lq - hq).flatten(1).std(1)
+    assert torch.allclose(measured, r.extras["gaussian_noise.sigma"], atol=0.005)
+    assert torch.equal(r.clean, hq), "noise never touches the clean target"
+
+
+def test_blur_strength_follows_sigma():
+    hq = faces(16, seed=3) + 0.2 * torch.rand(16, 3, S, S)
+    r = run([{"type": "gaussian_blur", "sigma": [0.3, 3.0]}], hq.clamp(0, 1))
+    energy = (r.lq[..., 1:] - r.lq[..., :-1]).abs().flatten(1).mean(1)
+    sigma = r.extras["gaussian_blur.sigma_x"]
+    order = sigma.argsort()
+    assert energy[order[0]] > energy[order[-1]]
+    assert torch.equal(r.lq, r.clean), "geometry changes apply to lq and clean alike"
+
+
+def test_probability_zero_is_identity():
+    hq = faces(4)
+    for name in ("gaussian_blur", "motion_blur", "gaussian_noise", "poisson_noise", "jpeg"):
+        r = run([{"type": name, "p": 0.0}], hq)
+        assert torch.equal(r.lq, hq), name
+        recorded = [v for k, v in r.extras.items() if k.startswith(f"{name}.")]
+        assert recorded and all(torch.isnan(v).all() for v in recorded), "skipped samples record NaN"
+
+
+def test_jpeg_quality_orders_error():
+    hq = faces(8, seed=5)
+    lo = run([{"type": "jpeg", "quality": [10, 10]}], hq)
+    hi = run([{"type": "jpeg", "quality": [95, 95]}], hq)
+    assert (lo.lq - hq).abs().mean() > (hi.lq - hq).abs().mean() > 0
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "area", "bilinear", "random"])
+def test_downscale_modes(mode):
+    hq = faces(8)
+    r = run([{"type": "procedural_mask"}, {"type": "downscale", "scale": 2, "mode": mode}], hq)
+    assert r.lq.shape[-1] == S // 2
+    assert torch.allclose(r.occlusion, torch.nn.functional.interpolate(r.occlusion_hq, size=(S // 2, S // 2), mode="area"))
+    if mode == "area":
+        assert torch.allclose(r.clean, torch.nn.functional.interpolate(hq, size=(S // 2, S // 2), mode="area"), atol=1e-6)
+
+
+def test_bad_ranges_are_recipe_errors():
+    with pytest.raises(RecipeError, match="sigma"):
+        create("degradation", "gaussian_blur", sigma=[2.0, 1.0])
+    with pytest.raises(RecipeError, match="quality"):
+        create("degradation", "jpeg", quality=[0.0, 120.0])
+    with pytest.raises(RecipeError, match="degradation\\[1\\]"):
+        build_pipeline([{"type": "downscale"}, {"type": "no_such_step"}])
+
+
+def test_paired_set_round_trip(tmp_path):
+    hq = faces(5, 128)
+    batch = run(JDSR, hq, 1)
+    m = write_paired_set(tmp_path / "set", iter([(batch, [f"src{i}.png" for i in range(5)])]),
+                         {"seed": 1, "degradation": JDSR})
+    assert m["count"] == 5 and m["lq_size"] == 32 and m["hq_size"] == 128
+    ps = load_paired_set(tmp_path / "set")
+    assert len(ps) == 5 and ps.stems == ["00000", "00001", "00002", "00003", "00004"]
+    for k, t in (("hq", ps.hq), ("lq", ps.lq), ("clean", ps.clean), ("occlusion", ps.occlusion),
+                 ("occlusion_hq", ps.occlusion_hq)):
+        assert torch.allclose(t, getattr(batch, k), atol=0.5 / 255 + 1e-6), k
+    batches = list(ps.batches(2))
+    assert [b.lq.shape[0] for b in batches] == [2, 2, 1]
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    assert manifest["degradation"] == JDSR and manifest["files"][0]["source"] == "src0.png"
+    (tmp_path / "set" / "lq" / "00003.png").unlink()
+    with pytest.raises(FaceRestoreError, match="00003"):
+        load_paired_set(tmp_path / "set")
+    with pytest.raises(FaceRestoreError, match="manifest"):
+        load_paired_set(tmp_path)
