@@ -2,8 +2,8 @@
 
 ``pickle.load`` imports and calls whatever the file names, so a weight file could run code.
 :func:`load_numpy_pickle` admits only what a pickle of numpy arrays in plain containers needs
-(``numpy.core.multiarray._reconstruct``/``scalar``, ``numpy.ndarray``, ``numpy.dtype``,
-``collections.OrderedDict``) and refuses every other global before anything is called.
+(``numpy.core.multiarray._reconstruct``/``scalar``, ``numpy.core.numeric._frombuffer``, ``numpy.ndarray``, ``numpy.dtype``,
+``collections.OrderedDict``, latin-1 ``_codecs.encode`` for protocol-2 bytes) and refuses every other global before anything is called.
 """
 
 from __future__ import annotations
@@ -32,11 +32,25 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "_reconstruct")] = multiarray._reconstruct
         allowed[(mod, "scalar")] = multiarray.scalar
+    try:
+        from numpy._core.numeric import _frombuffer
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.numeric import _frombuffer  # type: ignore[no-redef]
+    for mod in ("numpy.core.numeric", "numpy._core.numeric"):  # protocol 5 out-of-band arrays
+        allowed[(mod, "_frombuffer")] = _frombuffer
     for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "ndarray")] = np.ndarray
         allowed[(mod, "dtype")] = np.dtype
     allowed[("collections", "OrderedDict")] = collections.OrderedDict
+    allowed[("_codecs", "encode")] = _latin1_encode
     return allowed
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    """Protocol-2 pickles write ``bytes`` as ``_codecs.encode(str, "latin1")``; nothing else."""
+    if encoding != "latin1" or not isinstance(text, str):
+        raise UnsafePickleError(f"refused _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
 
 
 class NumpyOnlyUnpickler(pickle.Unpickler):
