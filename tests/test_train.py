@@ -194,3 +194,17 @@ def test_missing_data_folder_names_the_key(reg, tmp_path):
                       echo=lambda m: None)
     with pytest.raises(FaceRestoreError, match=r"data\.train\[0\]: data folder not found: .*nowhere"):
         trainer.run()
+
+
+def test_trains_from_an_image_folder(reg, tmp_path):
+    """Generated PNG files through facerestore.data.FaceFolder, the recipe's data.train and data.val."""
+    from test_train_helpers import write_images
+
+    recipe = tiny_recipe(reg, steps=2, val_every=2)
+    recipe.data.train = [str(write_images(tmp_path / "faces", 12, 20))]
+    recipe.data.val = str(write_images(tmp_path / "val", 4, 20, seed=1))
+    (tmp_path / "val" / "broken.png").write_bytes(b"not a png")  # sorted last: in the validation picks
+    with pytest.warns(UserWarning, match="broken.png"):
+        result = Trainer(recipe, tmp_path / "run", device="cpu", registry=reg, tensorboard=False,
+                         echo=lambda m: None).run()
+    assert result.step == 2 and result.best_psnr is not None

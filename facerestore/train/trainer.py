@@ -29,7 +29,7 @@ from ..landmarks import render_heatmaps, template_landmarks
 from ..recipe import Recipe, resolve_recipe
 from ..registry import Registry, default_registry
 from . import dist
-from .data import collate, degrade, open_faces
+from .data import collate, degrade, open_faces, to_float
 from .ema import EMA
 from .logger import Progress, RunLogger
 from .sampler import ResumableBatchSampler
@@ -229,7 +229,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------
     def train_step(self, hq: Tensor, landmarks: Tensor | None) -> dict[str, float]:
         step = self.step
-        hq = hq.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+        hq = to_float(hq, self.device).contiguous(memory_format=self.memory_format)
         if landmarks is not None:
             landmarks = landmarks.to(self.device)
         with torch.no_grad():

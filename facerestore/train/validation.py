@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import collate, degrade, open_faces
+from .data import collate, degrade, open_faces, to_float
 
 GRID_ROWS = 8
 
@@ -40,6 +40,7 @@ def build_validation_set(recipe, pipeline) -> ValidationSet | None:
     n = min(recipe.data.val_count, len(ds))
     idx = torch.linspace(0, len(ds) - 1, n).round().long().tolist()
     hq, landmarks = collate([ds[i] for i in idx])
+    hq = to_float(hq, torch.device("cpu"))
     gen = torch.Generator().manual_seed(recipe.data.val_seed)
     lqs = []
     for start in range(0, n, 32):
