@@ -1,0 +1,62 @@
+"""Generator size and CPU throughput per recipe: parameters, GFLOPs per face, faces/s.
+
+    .venv/bin/python benchmarks/model_speed.py recipes/jdsr_gan.toml recipes/jdsr_gan_small.toml
+
+Forward pass only (inference_mode, eval mode, channels_last, float32), random weights (speed does
+not depend on them), batch 16 of random LQ faces, ``--threads`` torch threads (default 2). Reports
+the median of ``--repeats`` timed batches after one warm-up batch. FLOPs from
+torch.utils.flop_counter (multiply-add = 2), as in ``facerestore recipe show``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+
+import torch
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("recipes", nargs="+")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-channels-last", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    from facerestore.modelstats import count_parameters, flops_per_face
+    from facerestore.recipe import load_recipe
+    from facerestore.registry import default_registry
+
+    print(f"# {platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}, batch {args.batch}, "
+          f"{'contiguous' if args.no_channels_last else 'channels_last'}, median of {args.repeats}, "
+          f"load average before: {os.getloadavg()[0]:.1f} (other processes share the cores)")
+    print("| recipe | params (M) | GFLOPs/face | faces/s | effective GFLOP/s |")
+    print("|---|---|---|---|---|")
+    for path in args.recipes:
+        r = load_recipe(path)
+        torch.manual_seed(0)
+        g = default_registry().build("generator", r.generator, "generator").eval()
+        flops = flops_per_face(g, r.lq_size)
+        x = torch.rand(args.batch, 3, r.lq_size, r.lq_size)
+        if not args.no_channels_last:
+            g = g.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        times = []
+        with torch.inference_mode():
+            g(x)
+            for _ in range(args.repeats):
+                t = time.perf_counter()
+                g(x)
+                times.append(time.perf_counter() - t)
+        dt = statistics.median(times)
+        fps = args.batch / dt
+        print(f"| {r.name} | {count_parameters(g) / 1e6:.2f} | {flops / 1e9:.2f} | {fps:.1f} | {flops * fps / 1e9:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
