@@ -82,9 +82,32 @@ def _filter_per_sample(x: Tensor, kernel: Tensor) -> Tensor:
     return out.view(b, c, h, w)
 
 
+def _band_matrix(kernel: Tensor, n: int) -> Tensor:
+    """(B, k) centred 1-D kernels -> (B, n, n) matrices ``M`` with ``(M @ x)[i] = sum_t k[t] x[i+t-r]``,
+    reflect padding folded into the matrix."""
+    b, k = kernel.shape
+    r = k // 2
+    j = torch.arange(n, device=kernel.device).view(n, 1) + torch.arange(k, device=kernel.device).view(1, k) - r
+    if n > 1:
+        period = 2 * (n - 1)
+        j = j.remainder(period)
+        j = torch.where(j >= n, period - j, j)
+    else:
+        j = torch.zeros_like(j)
+    m = kernel.new_zeros(b, n, n)
+    return m.scatter_add_(2, j.unsqueeze(0).expand(b, -1, -1), kernel.unsqueeze(1).expand(-1, n, -1))
+
+
 def _separable_per_sample(x: Tensor, kx: Tensor, ky: Tensor) -> Tensor:
-    """Separable per-sample filtering: ``kx`` (B, k) along width, ``ky`` (B, k) along height."""
-    return _filter_per_sample(_filter_per_sample(x, kx.unsqueeze(1)), ky.unsqueeze(2))
+    """Separable per-sample filtering: ``kx`` (B, k) along width, ``ky`` (B, k) along height.
+
+    Done as two batched matrix products with banded matrices: on CPU this is an order of
+    magnitude faster than a grouped convolution with one group per image and channel."""
+    h, w = x.shape[-2:]
+    mx = _band_matrix(kx.to(x.dtype), w)  # (B, W, W)
+    my = _band_matrix(ky.to(x.dtype), h)  # (B, H, H)
+    out = torch.matmul(x, mx.transpose(1, 2).unsqueeze(1))
+    return torch.matmul(my.unsqueeze(1), out)
 
 
 def _both(batch: DegradationBatch, fn) -> tuple[Tensor, Tensor]:
