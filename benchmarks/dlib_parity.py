@@ -6,6 +6,7 @@ Prints the cosine similarity (min/mean), the largest absolute difference and whe
 same-person decision (distance < 0.6) agrees on all pairs.
 
     .venv/bin/python benchmarks/dlib_parity.py --per-identity 2 --identities 20
+    .venv/bin/python benchmarks/dlib_parity.py --astronaut   # the test's 21 astronaut chips, no shared data
 """
 
 from __future__ import annotations
@@ -27,9 +28,20 @@ def main() -> int:
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "celeba" / "val"))
     ap.add_argument("--identities", type=int, default=20)
     ap.add_argument("--per-identity", type=int, default=2)
+    ap.add_argument("--astronaut", action="store_true", help="use the astronaut chip variants instead")
     args = ap.parse_args()
     torch.set_num_threads(2)
     root = pathlib.Path(args.data)
+    if args.astronaut:
+        from facerestore.pretrained.parity import astronaut_chips, cosine, dlib_descriptors, port_descriptors
+
+        named = astronaut_chips()
+        chips = [c for _, c in named]
+        ref, ours = dlib_descriptors(chips), port_descriptors(chips)
+        cos = cosine(ours, ref)
+        print(f"astronaut variants: {len(chips)} dlib chips ({', '.join(n for n, _ in named)})")
+        print(f"cosine(port, dlib): min {cos.min():.8f}  mean {cos.mean():.8f}  max |diff| {np.abs(ours - ref).max():.2e}")
+        return 0 if cos.min() >= 0.999 else 1
     if not root.is_dir():
         print(f"needs {root} (the shared data folder)", file=sys.stderr)
         return 2
