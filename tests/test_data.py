@@ -132,9 +132,10 @@ def test_degrade_cli(face_dir, tmp_path):
                               "--limit", "5", "--grid", str(grid), "--batch-size", "2"])
     assert res.exit_code == 0, res.output
     for sub in ("hq", "lq", "lq_clean", "occlusion", "occlusion_hq"):
-        assert len(list((out / sub).glob("*.png"))) == 5  # none duplicated for broken files
+        assert len(list((out / sub).glob("*.png"))) == 4  # a/broken.jpg (among the first 5) skipped, not duplicated
     ps = load_paired_set(out)
-    assert ps.lq.shape == (5, 3, 16, 16) and ps.hq.shape == (5, 3, 64, 64)
+    assert ps.lq.shape == (4, 3, 16, 16) and ps.hq.shape == (4, 3, 64, 64)
+    assert "a/broken.jpg" not in [f["source"] for f in ps.manifest["files"]]
     assert ps.manifest["seed"] == 3 and ps.manifest["degradation"][0]["type"] == "random_mask"
     assert grid.is_file()
     # same seed, same set
