@@ -95,7 +95,7 @@ def make_eval_set(recipe_path: pathlib.Path, val_dir: pathlib.Path, out: pathlib
     tmp = out.with_name(out.name + ".partial")
     with torch.no_grad():
         D.write_paired_set(tmp, batches(), {
-            "seed": seed, "recipe": str(recipe_path), "degradation": recipe.degradation,
+            "seed": seed, "recipe": str(recipe_path.relative_to(ROOT)) if recipe_path.is_relative_to(ROOT) else str(recipe_path), "degradation": recipe.degradation,
             "hq_size": recipe.hq_size, "lq_size": recipe.lq_size, "scale": recipe.scale,
             "source": str(val_dir), "batch_size": batch_size, "device": "cpu",
             "command": "benchmarks/quality.py (facerestore.degrade: build_pipeline, degrade_batch, write_paired_set)"})
@@ -161,6 +161,14 @@ def train_recipe(name: str, run_dir: pathlib.Path, overrides: list[str], steps: 
 # --------------------------------------------------------------------------------------------
 # 4. report
 # --------------------------------------------------------------------------------------------
+def train_device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def fmt_seconds(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -187,7 +195,7 @@ def write_report(path: pathlib.Path, args, command: str, results: dict, table: s
         f"- machine: {results.get('machine', '?')}; {platform.platform()}",
         f"- training: recipes {', '.join(f'`recipes/{r}.toml`' for r in recipes)} on "
         f"`{args.train_data}`, {args.steps} steps x batch {batch} = **{images_seen:,} images seen** each, "
-        f"seed {args.seed}, device {args.device}; step-denominated schedule values scaled by "
+        f"seed {args.seed}, device {train_device(args.device)}; step-denominated schedule values scaled by "
         f"steps / recipe steps; no in-training validation; final EMA weights evaluated",
         "- training time: " + ", ".join(f"{r} {fmt_seconds(times.get(r))}" for r in recipes),
         f"- evaluation set: {data.get('count')} faces of `{args.val_data}` (identities disjoint from training), "

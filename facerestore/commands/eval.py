@@ -19,7 +19,7 @@ def register(app: typer.Typer) -> None:
         data: pathlib.Path = typer.Option(..., "--data", "-d", help="Paired set written by `facerestore degrade` "
                                           "(lq/, hq/, occlusion/), or, with --recipe, a folder of faces."),
         recipe: Optional[pathlib.Path] = typer.Option(None, "--recipe", help="Degrade the faces in --data on the fly "
-                                                      "with this recipe's [[degradation]] pipeline."),
+                                                      "with this recipe's degradation pipeline."),
         seed: int = typer.Option(0, "--seed", help="Seed of the on-the-fly degradation (with --recipe)."),
         json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
         grid: Optional[pathlib.Path] = typer.Option(None, "--grid", help="Write a comparison PNG: input | models | target."),
