@@ -4,7 +4,12 @@
 
 Forward pass only (inference_mode, eval mode, channels_last, float32), random weights (speed does
 not depend on them), batch 16 of random LQ faces, ``--threads`` torch threads (default 2). Reports
-the median of ``--repeats`` timed batches after one warm-up batch. FLOPs from
+the median of ``--repeats`` timed batches after one warm-up batch.
+
+Two throughputs: wall-clock faces/s (what a user sees; low when other processes share the
+cores) and faces per CPU-second (``time.process_time``, all threads of this process): the
+throughput one fully available core gives, which is robust to other load; with ``--threads 1``
+it is what an idle single core delivers, a conservative figure for two cores. FLOPs from
 torch.utils.flop_counter (multiply-add = 2), as in ``facerestore recipe show``.
 """
 
@@ -35,7 +40,7 @@ def main() -> None:
     print(f"# {platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}, batch {args.batch}, "
           f"{'contiguous' if args.no_channels_last else 'channels_last'}, median of {args.repeats}, "
           f"load average before: {os.getloadavg()[0]:.1f} (other processes share the cores)")
-    print("| recipe | params (M) | GFLOPs/face | faces/s | effective GFLOP/s |")
+    print("| recipe | params (M) | GFLOPs/face | faces/s (wall) | faces per CPU-second |")
     print("|---|---|---|---|---|")
     for path in args.recipes:
         r = load_recipe(path)
@@ -46,16 +51,17 @@ def main() -> None:
         if not args.no_channels_last:
             g = g.to(memory_format=torch.channels_last)
             x = x.contiguous(memory_format=torch.channels_last)
-        times = []
+        times, cpu = [], []
         with torch.inference_mode():
             g(x)
             for _ in range(args.repeats):
-                t = time.perf_counter()
+                t, c = time.perf_counter(), time.process_time()
                 g(x)
                 times.append(time.perf_counter() - t)
-        dt = statistics.median(times)
-        fps = args.batch / dt
-        print(f"| {r.name} | {count_parameters(g) / 1e6:.2f} | {flops / 1e9:.2f} | {fps:.1f} | {flops * fps / 1e9:.0f} |")
+                cpu.append(time.process_time() - c)
+        fps = args.batch / statistics.median(times)
+        fpc = args.batch / statistics.median(cpu)
+        print(f"| {r.name} | {count_parameters(g) / 1e6:.2f} | {flops / 1e9:.2f} | {fps:.1f} | {fpc:.1f} |")
 
 
 if __name__ == "__main__":
