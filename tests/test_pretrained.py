@@ -156,17 +156,15 @@ def test_lpips_sanity(astro_face):
     noise = _t(np.clip(astro_face + np.random.default_rng(0).normal(0, 20, astro_face.shape), 0, 255).astype(np.uint8))
     blur = _t(np.asarray(pil.filter(ImageFilter.GaussianBlur(2))))
     x = _t(astro_face)
+    names = ["same", "jpeg90", "noise", "blur"]
     with torch.no_grad():
-        d = {k: float(metric(x, y)) for k, y in [("same", x), ("jpeg90", jpeg90), ("noise", noise), ("blur", blur)]}
-    assert d["same"] == 0.0
+        values = metric(x.expand(4, -1, -1, -1), torch.cat([x, jpeg90, noise, blur]))
+        reverse_single = float(metric(noise, x))
+    d = dict(zip(names, values.tolist()))
+    assert abs(d["same"]) < 1e-6
     assert 0 < d["jpeg90"] < 0.15
-    print(d)
     assert d["noise"] > 2 * d["jpeg90"] and d["blur"] > 2 * d["jpeg90"], d
-    # batched = per-image; symmetric
-    with torch.no_grad():
-        both = metric(torch.cat([x, x]), torch.cat([noise, blur]))
-        assert torch.allclose(both, torch.tensor([d["noise"], d["blur"]]), rtol=1e-4)
-        assert float(metric(noise, x)) == pytest.approx(d["noise"], rel=1e-5)
+    assert reverse_single == pytest.approx(d["noise"], rel=1e-4)  # symmetric, and batched == single
 
 
 def test_lpips_heads_match_reference_package(vgg_ckpt):
@@ -189,7 +187,7 @@ def test_vgg_losses_have_gradients(cache, name, params):
     assert float(loss(pred, target).detach()) == pytest.approx(0.0, abs=1e-6)
     pred = (target + 0.1 * torch.randn_like(target)).clamp(0, 1).requires_grad_(True)
     value = loss(pred, target)
-    assert value.ndim == 0 and float(value) > 0
+    assert value.ndim == 0 and float(value.detach()) > 0
     value.backward()
     assert pred.grad is not None and torch.isfinite(pred.grad).all() and pred.grad.abs().sum() > 0
     assert list(loss.parameters()) == []  # the VGG is shared, not a trainable submodule
