@@ -151,7 +151,10 @@ def vgg16_features(device: torch.device | str = "cpu") -> VGG16Features:
     Do not register it as a submodule of a trainable module: it is shared, and moving it moves
     it for everyone. Callers fetch it for their input's device at forward time.
     """
-    key = str(torch.device(device))
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())  # "cuda" and "cuda:0": one instance
+    key = str(device)
     with _LOCK:
         model = _INSTANCES.get(key)
         if model is None:
