@@ -4,7 +4,7 @@
 
 Forward pass only (inference_mode, eval mode, channels_last, float32), random weights (speed does
 not depend on them), batch 16 of random LQ faces, ``--threads`` torch threads (default 2). Reports
-the median of ``--repeats`` timed batches after one warm-up batch.
+the median of ``--repeats`` timed batches after ``--warmup`` untimed batches (default 3).
 
 Two throughputs: wall-clock faces/s (what a user sees; low when other processes share the
 cores) and faces per CPU-second (``time.process_time``, all threads of this process): the
@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--warmup", type=int, default=3, help="untimed batches first (allocator, kernel selection)")
     ap.add_argument("--no-channels-last", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -53,7 +54,8 @@ def main() -> None:
             x = x.contiguous(memory_format=torch.channels_last)
         times, cpu = [], []
         with torch.inference_mode():
-            g(x)
+            for _ in range(args.warmup):
+                g(x)
             for _ in range(args.repeats):
                 t, c = time.perf_counter(), time.process_time()
                 g(x)
