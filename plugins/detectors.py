@@ -19,7 +19,8 @@ from facerestore.interfaces import Detection, FaceDetector
 def _to_uint8_hwc(image: Tensor) -> np.ndarray:
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(image.shape)}")
-    return (image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    # C-contiguous: dlib's pybind11 bindings read the buffer, not numpy strides
+    return np.ascontiguousarray(image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
 
 
 def _empty(k: int) -> Detection:

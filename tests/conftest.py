@@ -30,7 +30,13 @@ def shared_data() -> pathlib.Path:
 
 
 @pytest.fixture(scope="session")
-def astronaut() -> torch.Tensor:
-    """A real face an installed package ships: skimage's astronaut, (3, H, W) float in [0, 1]."""
+def _astronaut() -> torch.Tensor:
     data = pytest.importorskip("skimage.data")
-    return torch.from_numpy(data.astronaut()).permute(2, 0, 1).float() / 255.0
+    return torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float() / 255.0
+
+
+@pytest.fixture
+def astronaut(_astronaut) -> torch.Tensor:
+    """A real face an installed package ships: skimage's astronaut, (3, H, W) float in [0, 1].
+    A fresh copy per test, so no test can change what the next one sees."""
+    return _astronaut.clone()
