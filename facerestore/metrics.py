@@ -231,7 +231,9 @@ class IdentityMetric:
             raise MetricUnavailable(f"dlib or its 5-point shape predictor is not installed ({exc}); "
                                     "`pip install facerestore[identity]`") from None
         try:
-            self.encoder = reg.create("identity", encoder).to(device).eval()
+            # the metric cuts dlib chips itself: encoders with a framing option must not re-frame them
+            chip = {"framing": "chip"} if any(p.name == "framing" for p in reg.get("identity", encoder).params) else {}
+            self.encoder = reg.create("identity", encoder, **chip).to(device).eval()
         except Exception as exc:  # MissingWeightsError, ...
             raise MetricUnavailable(f"identity encoder {encoder!r} cannot be built: {exc}") from None
         for p in self.encoder.parameters():

