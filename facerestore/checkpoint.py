@@ -28,6 +28,15 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".pkl", ".bin", ".tar"}
 SAFETENSORS_MAGIC_MAX_HEADER = 100 * 1024 * 1024
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """A model file could not be written (disk full, no permission); whatever the path held before
+    is untouched. Also an ``OSError`` (``errno`` kept), so existing ``except OSError`` still apply."""
+
+    def __init__(self, message: str, errno: int | None = None):
+        super().__init__(message)
+        self.errno = errno
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], writer) -> None:
     """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see a half-written file,
     and a failure (disk full, kill) leaves the previous file intact."""
@@ -56,7 +65,14 @@ def save_tensors(path: str | os.PathLike[str], tensors: Mapping[str, Tensor], me
     for k, v in metadata.items():
         meta[k] = v if isinstance(v, str) else json.dumps(v)
     flat = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    atomic_write_bytes(path, lambda tmp: save_file(flat, tmp, metadata=meta))
+    try:
+        atomic_write_bytes(path, lambda tmp: save_file(flat, tmp, metadata=meta))
+    except CheckpointWriteError:
+        raise
+    except OSError as exc:
+        why = exc.strerror or str(exc) or type(exc).__name__
+        raise CheckpointWriteError(f"cannot write {path}: {why}; the file was not changed (a previous version, "
+                                   "if any, is intact)", exc.errno) from exc
 
 
 def check_model_file(path: str | os.PathLike[str]) -> pathlib.Path:

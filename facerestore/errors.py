@@ -17,6 +17,11 @@ class RecipeError(FaceRestoreError):
         super().__init__(f"{path}: {message}" if path else message)
 
 
+class InvalidParameterError(RecipeError, ValueError):
+    """A component's constructor refused a parameter value (``ValueError``) while a recipe was built;
+    the message gets the component's TOML path. Still a ``ValueError`` for direct callers."""
+
+
 class UnknownComponentError(RecipeError):
     """A component name that no plugin registered; the message lists the known names."""
 

@@ -18,6 +18,7 @@ import pathlib
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -114,16 +115,27 @@ def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -
         stems = stems[:limit]
     occ_dir = next((d for d in (root / "occlusion_hq", root / "occlusion") if d.is_dir()), None)
     lq, hq, occ = [], [], []
+    skipped: list[str] = []
     for s in stems:
         if not (hq_dir / f"{s}.png").is_file():
             raise FaceRestoreError(f"{root}: lq/{s}.png has no hq/{s}.png")
-        lq.append(_read_png(lq_dir / f"{s}.png", 3))
-        hq.append(_read_png(hq_dir / f"{s}.png", 3))
-        if occ_dir is not None:
-            p = occ_dir / f"{s}.png"
-            if not p.is_file():
-                raise FaceRestoreError(f"{root}: lq/{s}.png has no {occ_dir.name}/{s}.png")
-            occ.append(_read_png(p, 1))
+        if occ_dir is not None and not (occ_dir / f"{s}.png").is_file():
+            raise FaceRestoreError(f"{root}: lq/{s}.png has no {occ_dir.name}/{s}.png")
+        try:  # an unreadable file drops its pair (named in a warning and in the report), not the set
+            pair = (_read_png(lq_dir / f"{s}.png", 3), _read_png(hq_dir / f"{s}.png", 3),
+                    _read_png(occ_dir / f"{s}.png", 1) if occ_dir is not None else None)
+        except FaceRestoreError as exc:
+            warnings.warn(f"skipping pair {s!r}: {exc}", stacklevel=2)
+            skipped.append(s)
+            continue
+        lq.append(pair[0])
+        hq.append(pair[1])
+        if pair[2] is not None:
+            occ.append(pair[2])
+    if skipped:
+        stems = [s for s in stems if s not in set(skipped)]
+        if not stems:
+            raise FaceRestoreError(f"{root}: none of the {len(skipped)} pairs could be read")
     lq_t, hq_t = _stack(lq, "lq", root), _stack(hq, "hq", root)
     occ_t = None
     if occ:
@@ -131,6 +143,8 @@ def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -
         if occ_t.shape[-2:] != hq_t.shape[-2:]:
             occ_t = F.interpolate(occ_t, size=hq_t.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
     desc: dict[str, Any] = {"path": str(root), "count": len(stems)}
+    if skipped:
+        desc["skipped_unreadable"] = skipped
     manifest = root / "manifest.json"
     if manifest.is_file():
         try:
@@ -154,7 +168,10 @@ def _load_with_degrade_module(root: pathlib.Path, limit: Optional[int]) -> Optio
         return None
     if manifest.get("format") != getattr(D, "FORMAT", None) or not hasattr(D, "load_paired_set"):
         return None
-    ps = D.load_paired_set(root, limit=limit)
+    try:
+        ps = D.load_paired_set(root, limit=limit)
+    except FaceRestoreError:  # a damaged file: the per-file reader below skips that pair, with a warning
+        return None
     desc = {"path": str(root), "count": len(ps), "manifest": {k: ps.manifest[k] for k in _MANIFEST_KEYS
                                                                if k in ps.manifest}}
     return PairedSet(list(ps.stems), ps.lq, ps.hq, ps.occlusion_hq, desc)
@@ -190,6 +207,9 @@ def degrade_faces(faces_dir: str | os.PathLike[str], recipe, seed: int, limit: O
     with torch.no_grad():
         for start in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
+            items = [it for k, it in enumerate(items) if it["index"] == start + k]  # unreadable: skipped
+            if not items:
+                continue
             batch = D.degrade_batch(to_float(torch.stack([it["hq"] for it in items])), pipeline, gen, None)
             lq.append(batch.lq)
             hq.append(batch.hq)

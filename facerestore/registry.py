@@ -23,7 +23,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, Union
 
-from .errors import RecipeError, UnknownComponentError
+from .errors import InvalidParameterError, RecipeError, UnknownComponentError
 from .interfaces import INTERFACES
 
 T = TypeVar("T")
@@ -218,7 +218,13 @@ class Registry:
         for info in entry.params:
             if info.name not in kwargs and info.role != "value" and isinstance(info.default, (str, Mapping)):
                 kwargs[info.name] = self._construct_default(info, path)
-        return entry.obj(**kwargs)
+        try:
+            return entry.obj(**kwargs)
+        except RecipeError:
+            raise
+        except ValueError as exc:  # the constructor refused a value the signature could not rule out
+            msg = " ".join(str(exc).split()) or type(exc).__name__
+            raise InvalidParameterError(path, f"{kind} {name!r}: {msg}") from exc
 
     def _construct_default(self, info: ParamInfo, path: str) -> Any:
         sub = _join(path, info.name)
@@ -306,7 +312,10 @@ def check_type(value: Any, ann: Any, path: str) -> Any:
         raise RecipeError(path, f"expected an integer, got {_type_of(value)}")
     if ann is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond float range (TOML integers are unbounded)
+                raise RecipeError(path, "expected a finite number, got an integer too large for a float") from None
             if value != value or value in (float("inf"), float("-inf")):
                 raise RecipeError(path, "expected a finite number")
             return value

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,7 +28,9 @@ def user_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.showwarning = _one_line_warning
+                return fn(*args, **kwargs)
         except FaceRestoreError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(EXIT_USER_ERROR) from None
@@ -36,6 +39,16 @@ def user_errors(fn: F) -> F:
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings (e.g. a skipped unreadable image) as one ``warning: ...`` line, no source excerpt."""
+    kind = "" if category is UserWarning else f"{category.__name__}: "
+    text = " ".join(str(message).split())
+    try:
+        print(f"warning: {kind}{text}", file=file or sys.stderr)
+    except OSError:
+        pass
 
 
 def not_built(command: str, issue: str) -> None:

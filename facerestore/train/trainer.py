@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import load_state_strict, save_tensors
+from ..checkpoint import CheckpointWriteError, load_state_strict, save_tensors
 from ..degrade import build_pipeline
 from ..errors import CheckpointError, FaceRestoreError
 from ..interfaces import AdversarialLoss, DegradationBatch
@@ -348,7 +348,11 @@ class Trainer:
         tensors, meta = self._state_tensors()
         path = self.run_dir / ckpt_name(self.step)
         if self.dist.main:
-            save_tensors(path, tensors, meta)
+            try:
+                save_tensors(path, tensors, meta)
+            except CheckpointWriteError as exc:
+                raise CheckpointWriteError(f"step {self.step}: {exc}. Last good checkpoint: {self.last_ckpt or 'none'}; "
+                                           "free some space, then continue with --resume", exc.errno) from exc
             point_last(self.run_dir, path)
             prune(self.run_dir, self.cfg.keep_last)
         dist.barrier(self.dist)
@@ -435,6 +439,8 @@ class Trainer:
                 raise FaceRestoreError(f"--resume: no training checkpoint in {self.run_dir}")
             self.load_checkpoint(path)
             if main:
+                for stale in self.run_dir.glob(".*.tmp"):  # half-written files of a killed run
+                    stale.unlink(missing_ok=True)
                 self._echo(f"resumed from {path} at step {self.step}")
         elif main and latest_checkpoint(self.run_dir) is not None:
             raise FaceRestoreError(f"{self.run_dir} already holds a training run; use --resume to continue it "
