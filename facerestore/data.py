@@ -138,9 +138,11 @@ def make_loader(folders: str | pathlib.Path | Sequence[str | pathlib.Path], hq_s
 
 def to_float(batch: dict[str, Any] | Tensor, device: torch.device | str = "cpu",
              channels_last: bool = False) -> Tensor:
-    """uint8 ``(B, 3, H, W)`` (or a loader batch dict) -> float32 in [0, 1] on ``device``."""
+    """uint8 (or float) ``(B, 3, H, W)`` (or a loader batch dict) -> float32 in [0, 1] on ``device``;
+    converted after the move, so only uint8 crosses to the GPU."""
     x = batch["hq"] if isinstance(batch, dict) else batch
-    x = x.to(device, non_blocking=True).float().div_(255)
+    x = x.to(device, non_blocking=True)
+    x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import metrics as M
+from .device import resolve_device as pick_device  # noqa: F401 - `eval --device`
 from .errors import FaceRestoreError
 
 #: optional metric groups (pixel metrics are always computed)
@@ -388,22 +389,6 @@ def machine_description(device: str | torch.device = "cpu") -> str:
     else:
         what = f"{os.cpu_count()}-core {platform.machine()} CPU ({torch.get_num_threads()} torch threads)"
     return f"{what}, torch {torch.__version__}, Python {platform.python_version()}"
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise FaceRestoreError(f"unknown device {name!r} (auto, cpu, cuda, cuda:N, mps)") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FaceRestoreError("--device cuda: CUDA is not available on this machine")
-    return dev
 
 
 class _MetricNets:

@@ -16,6 +16,7 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .device import resolve_device  # noqa: F401 - re-exported for restore
 from .errors import FaceRestoreError, MissingWeightsError
 
 DEFAULT_MODEL = "jdsr-x4"
@@ -32,21 +33,6 @@ HQ_SIZE = 128
 
 def known_models() -> list[str]:
     return [*BUILTIN, *BUNDLED]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when available, else CPU; anything else as given."""
-    if isinstance(device, torch.device):
-        return device
-    if device in ("auto", "", None):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise FaceRestoreError(f"unknown device {device!r}; use auto, cpu or cuda") from None
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FaceRestoreError("--device cuda was asked for but no CUDA device is available; use --device cpu")
-    return dev
 
 
 def bundled_path(name: str) -> pathlib.Path:

@@ -81,15 +81,24 @@ def register(app: typer.Typer) -> None:
         pt2: Optional[pathlib.Path] = typer.Option(None, "--pt2", help="Write a torch.export program (.pt2) here."),
         opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
         check: bool = typer.Option(True, "--check/--no-check", help="Compare the ONNX output with PyTorch (onnxruntime)."),
+        safetensors: Optional[pathlib.Path] = typer.Option(
+            None, "--safetensors", help="Write a generator-only checkpoint here (EMA weights and recipe; no "
+            "optimiser or discriminator state): what restore/eval need, a fraction of a training checkpoint."),
+        half: bool = typer.Option(False, "--half", help="With --safetensors: store weights as float16 "
+                                  "(half the size; loaded back as float32)."),
     ) -> None:
         """Export a model's face restoration (aligned LQ faces -> `sr`) to ONNX and/or torch.export."""
         from ..errors import FaceRestoreError
         from ..zoo import model_geometry, resolve_model
 
-        if onnx is None and pt2 is None:
-            raise FaceRestoreError("nothing to do: give --onnx OUT.onnx and/or --pt2 OUT.pt2")
+        if onnx is None and pt2 is None and safetensors is None:
+            raise FaceRestoreError("nothing to do: give --onnx OUT.onnx, --pt2 OUT.pt2 and/or --safetensors OUT")
         generator, recipe = resolve_model(model, "cpu")
         scale, lq = model_geometry(generator, recipe)
+        if safetensors is not None:
+            export_safetensors(generator, recipe, model, safetensors, half)
+            typer.echo(f"wrote {safetensors} ({safetensors.stat().st_size / 1e6:.2f} MB"
+                       f"{', float16' if half else ''})")
         if onnx is not None:
             export_onnx(generator, lq, onnx, opset)
             typer.echo(f"wrote {onnx} (input lq: (B, 3, {lq}, {lq}), output sr: (B, 3, {lq * scale}, {lq * scale}))")
@@ -102,6 +111,23 @@ def register(app: typer.Typer) -> None:
         if pt2 is not None:
             export_pt2(generator, lq, pt2)
             typer.echo(f"wrote {pt2} (load with torch.export.load(path).module())")
+
+
+def export_safetensors(generator, recipe, source: str, path: pathlib.Path, half: bool) -> None:
+    """The generator alone, with its recipe and where it came from (training step, source file)."""
+    from ..checkpoint import read_metadata, save_generator
+    from ..errors import FaceRestoreError
+
+    if recipe is None:
+        raise FaceRestoreError(f"{source}: a weight-free model has nothing to write as safetensors")
+    if path.suffix != ".safetensors":
+        raise FaceRestoreError(f"{path}: the output must be a .safetensors file")
+    src = pathlib.Path(source)
+    meta = read_metadata(src) if src.is_file() else {}
+    step = int(meta.get("step", 0) or 0)
+    save_generator(path, generator, recipe, step=step, half=half,
+                   extra={"exported_from": src.name if src.is_file() else source,
+                          "dtype": "float16" if half else "float32"})
 
 
 def onnx_max_error(generator, lq_size: int, path, batch: int = 3, seed: int = 0) -> Optional[float]:

@@ -57,12 +57,6 @@ def collate(items: list[Any]) -> tuple[Tensor, Tensor | None]:
     return torch.stack(items), None
 
 
-def to_float(hq: Tensor, device: torch.device) -> Tensor:
-    """uint8 or float faces -> float32 in [0, 1] on ``device``."""
-    hq = hq.to(device, non_blocking=True)
-    return hq.float().div_(255) if hq.dtype == torch.uint8 else hq.float()
-
-
 def degrade(pipeline: Sequence[Degradation], hq: Tensor, landmarks: Tensor | None,
             generator: torch.Generator) -> DegradationBatch:
     """Run the recipe's degradations on a batch already on the device."""

@@ -23,13 +23,15 @@ from torch import Tensor, nn
 
 from ..checkpoint import CheckpointWriteError, load_state_strict, save_tensors
 from ..degrade import build_pipeline
+from ..device import resolve_device
 from ..errors import CheckpointError, FaceRestoreError
 from ..interfaces import AdversarialLoss, DegradationBatch
 from ..landmarks import render_heatmaps, template_landmarks
 from ..recipe import Recipe, resolve_recipe
 from ..registry import Registry, default_registry
 from . import dist
-from .data import collate, degrade, open_faces, to_float
+from ..data import to_float
+from .data import collate, degrade, open_faces
 from .ema import EMA
 from .logger import Progress, RunLogger
 from .sampler import ResumableBatchSampler
@@ -62,15 +64,7 @@ class _Term:
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":
-        if not torch.cuda.is_available():
-            raise FaceRestoreError("--device cuda: no CUDA device is available (use --device cpu)")
-        return torch.device("cuda", local_rank)
-    if name != "cpu":
-        raise FaceRestoreError(f"--device must be cpu, cuda or auto, got {name!r}")
-    return torch.device("cpu")
+    return resolve_device(name, local_rank)
 
 
 class Trainer:

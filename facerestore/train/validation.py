@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .data import collate, degrade, open_faces, to_float
+from ..data import to_float
+from .data import collate, degrade, open_faces
 
 GRID_ROWS = 8
 

@@ -1,0 +1,38 @@
+"""One rule for ``--device`` across train, eval, restore and the benchmarks.
+
+``auto`` means CUDA when present, else CPU (MPS only when asked for: not every kornia op we use
+runs there). A device the machine lacks is a user error, not a traceback from deep inside torch.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from .errors import FaceRestoreError
+
+
+def resolve_device(device: "str | torch.device | None" = "auto", local_rank: Optional[int] = None) -> torch.device:
+    """``auto``/``cpu``/``cuda``/``cuda:N``/``mps`` -> :class:`torch.device`.
+
+    ``local_rank`` (distributed training) picks the GPU of this process for a bare ``cuda``."""
+    if isinstance(device, torch.device):
+        return device
+    name = "auto" if device in (None, "", "auto") else str(device)
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise FaceRestoreError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise FaceRestoreError(f"--device {name}: no CUDA device is available on this machine; use --device cpu")
+        if dev.index is None and local_rank is not None:
+            dev = torch.device("cuda", local_rank)
+    elif dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FaceRestoreError(f"--device {name}: MPS is not available on this machine; use --device cpu")
+    elif dev.type not in ("cpu", "cuda", "mps"):
+        raise FaceRestoreError(f"--device {name}: unsupported device type {dev.type!r}; use auto, cpu, cuda or mps")
+    return dev
