@@ -62,10 +62,22 @@ def _degradation_for(recipe) -> list[dict]:
     return specs
 
 
+def aligned_face(img: torch.Tensor, hq_size: int, name: str = "image") -> tuple[torch.Tensor, float]:
+    """The most confident face of ``img`` (MTCNN), aligned to the 5-point template: ``(1, 3, S, S)``."""
+    from .restore import default_detector
+
+    dets = default_detector("cpu").detect([img])
+    if dets[0].landmarks.shape[0] == 0:
+        raise FaceRestoreError(f"no face found in {name}")
+    best = int(dets[0].scores.argmax())
+    mats = align.alignment_matrices(dets[0].landmarks[best:best + 1, :5].float(), hq_size)
+    return align.warp_crops(img[None], mats, hq_size).clamp(0, 1), float(dets[0].scores[best])
+
+
 def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str) -> pathlib.Path:
     from .degrade import build_pipeline, degrade_batch, make_generator
     from .io import write_image
-    from .restore import Restorer, default_detector
+    from .restore import Restorer
 
     t0 = time.perf_counter()
     try:
@@ -77,13 +89,8 @@ def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str
         restorer = Restorer.from_pretrained("bicubic", device=device)
         model = "bicubic"
     img, name = _photo(photo)
-    dets = default_detector("cpu").detect([img])
-    if dets[0].landmarks.shape[0] == 0:
-        raise FaceRestoreError(f"no face found in {name}")
-    best = int(dets[0].scores.argmax())
     hq_size = restorer.hq_size
-    mats = align.alignment_matrices(dets[0].landmarks[best:best + 1, :5].float(), hq_size)
-    hq = align.warp_crops(img[None], mats, hq_size).clamp(0, 1)
+    hq, score = aligned_face(img, hq_size, name)
     pipeline = build_pipeline(_degradation_for(restorer.recipe))
     batch = degrade_batch(hq, pipeline, make_generator(seed, "cpu"),
                           landmarks=(TEMPLATE_5 * hq_size)[None])
@@ -92,7 +99,7 @@ def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str
     panel = torch.cat([lq_big, restored.cpu(), hq], dim=-1)[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, panel)
-    print(f"{name}: face found (score {float(dets[0].scores[best]):.3f}), masked and shrunk to "
+    print(f"{name}: face found (score {score:.3f}), masked and shrunk to "
           f"{batch.lq.shape[-1]}px, restored to {restored.shape[-1]}px with model {model!r} "
           f"in {time.perf_counter() - t0:.1f} s")
     print(f"wrote {out}  (masked input | restored | original)")

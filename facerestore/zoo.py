@@ -3,7 +3,8 @@
 * ``bicubic``: no weights, a ``sr_only`` generator with the ``bicubic`` upsampler (the baseline
   every trained model must beat; also what tests use, so they need no training);
 * a bundled name (:data:`BUNDLED`): a safetensors file shipped inside the package under
-  ``facerestore/weights/``; the default, ``jdsr-x4``, is trained by ``recipes/jdsr_gan.toml``;
+  ``facerestore/weights/``; the default, ``jdsr-x4``, is ``recipes/jdsr_gan_small.toml`` trained for 3000 steps
+  on celeba/train (docs/model-card.md);
 * anything else is a path to a facerestore safetensors checkpoint (its recipe is inside it).
 """
 

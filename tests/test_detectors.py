@@ -9,9 +9,9 @@ import torch.nn.functional as F
 from facerestore.interfaces import Detection
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def face_crop(astronaut):
-    return astronaut[:, 30:230, 130:330].contiguous()  # 200x200 around the face
+    return astronaut[:, 30:230, 130:330].contiguous()  # 200x200 around the face, a fresh copy per test
 
 
 def _sane_five(pts: torch.Tensor, box: torch.Tensor) -> None:

@@ -14,7 +14,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     @user_errors
     def eval(
-        model: List[str] = typer.Option(..., "--model", "-m", help="Checkpoint (.safetensors), bundled model name, "
+        model: List[str] = typer.Option(["jdsr-x4"], "--model", "-m", help="Checkpoint (.safetensors), bundled model name, "
                                         "or `bicubic`. Repeat to compare models on the same faces."),
         data: pathlib.Path = typer.Option(..., "--data", "-d", help="Paired set written by `facerestore degrade` "
                                           "(lq/, hq/, occlusion/), or, with --recipe, a folder of faces."),
