@@ -183,6 +183,16 @@ class Trainer:
         assert self.stage is not None
         return [t for t in self.terms if loss_active(t.spec, step, self.stage, self.staged)]
 
+    def _optimizer_step(self, loss: Tensor, module: nn.Module, opt: torch.optim.Optimizer) -> None:
+        """Backward, gradients averaged over ranks, unscaled, clipped, then one optimiser step."""
+        self.scaler.scale(loss).backward()
+        params = [p for p in module.parameters() if p.requires_grad]
+        dist.average_gradients(params, self.dist)
+        self.scaler.unscale_(opt)
+        if self.cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(opt)
+
     def _autocast(self):
         if self.amp_dtype is None:
             return contextlib.nullcontext()
@@ -263,13 +273,7 @@ class Trainer:
 
         self.opt_g.zero_grad(set_to_none=True)
         if total.requires_grad:
-            self.scaler.scale(total).backward()
-            trainable = [p for p in self.G.parameters() if p.requires_grad]
-            dist.average_gradients(trainable, self.dist)
-            self.scaler.unscale_(self.opt_g)
-            if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(trainable, self.cfg.grad_clip)
-            self.scaler.step(self.opt_g)
+            self._optimizer_step(total, self.G, self.opt_g)
         with warnings.catch_warnings():  # the step-0 warning when a stage or AMP skips opt.step()
             warnings.simplefilter("ignore", UserWarning)
             self.sched_g.step()
@@ -286,13 +290,7 @@ class Trainer:
                 raise TrainingDiverged(f"discriminator loss became non-finite at step {step} (d={logs['d']}); "
                                        f"last good checkpoint: {self.last_ckpt or 'none'}. Try a lower train.lr_d.")
             self.opt_d.zero_grad(set_to_none=True)
-            self.scaler.scale(loss_d).backward()
-            params_d = [p for p in self.D.parameters() if p.requires_grad]
-            dist.average_gradients(params_d, self.dist)
-            self.scaler.unscale_(self.opt_d)
-            if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(params_d, self.cfg.grad_clip)
-            self.scaler.step(self.opt_d)
+            self._optimizer_step(loss_d, self.D, self.opt_d)
         if self.sched_d is not None:
             with warnings.catch_warnings():  # before the adversarial start the D optimiser does not step
                 warnings.simplefilter("ignore", UserWarning)
