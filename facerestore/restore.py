@@ -68,6 +68,9 @@ class Restorer:
     ``min_face``: faces whose eye distance (pixels between the two eye landmarks in the input
     photo) is below this are left untouched (0 = restore every detected face; the template's eye
     distance is 0.22 of the aligned face, so 7 px of eye distance is about a 32 px face).
+    ``max_face``: faces whose eye distance is above this are left untouched (0 = no limit): the
+    model sees every face at its input size (32 px for x4), so a face much larger than that loses
+    detail when it is replaced (``jdsr-x4``: about 28 px eye distance and up, 4x its input).
     ``upscale``: the photo is enlarged bicubically by this factor and faces are pasted at that
     resolution. ``detector``: any :class:`FaceDetector`; default the registry's ``mtcnn``, built
     on first use. ``min_score``: detections less confident than this are ignored (MTCNN reports
@@ -75,7 +78,8 @@ class Restorer:
     """
 
     def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",
-                 detector: Optional[FaceDetector] = None, min_face: float = 0.0, min_score: float = 0.9,
+                 detector: Optional[FaceDetector] = None, min_face: float = 0.0, max_face: float = 0.0,
+                 min_score: float = 0.9,
                  batch_size: int = 16,
                  upscale: float = 1.0, color_match: bool = True, mask_shape: align.MaskShape = "square",
                  channels_last: bool = True, name: str = ""):
@@ -86,6 +90,7 @@ class Restorer:
         self.scale, self.lq_size = model_geometry(generator, recipe)
         self.hq_size = self.lq_size * self.scale
         self.min_face = float(min_face)
+        self.max_face = float(max_face)
         self.min_score = float(min_score)
         self.batch_size = max(1, int(batch_size))
         self.upscale = float(upscale)
@@ -157,6 +162,8 @@ class Restorer:
                 rec.restored, rec.reason = False, "no landmarks"
             elif eye < self.min_face:
                 rec.restored, rec.reason = False, f"eye distance {eye:.1f}px < --min-face {self.min_face:g}"
+            elif self.max_face > 0 and eye > self.max_face:
+                rec.restored, rec.reason = False, f"eye distance {eye:.1f}px > --max-face {self.max_face:g}"
             faces.append(rec)
         return faces
 

@@ -179,6 +179,9 @@ def test_upscale_and_min_face():
     skipped = restorer(min_face=60).restore_many([img])[0]  # eye distance here is ~42 px
     assert skipped.n_found == 1 and skipped.n_skipped == 1 and "min-face" in skipped.faces[0].reason
     assert torch.equal(skipped.image, img)
+    big = restorer(max_face=30).restore_many([img])[0]
+    assert big.n_skipped == 1 and "max-face" in big.faces[0].reason and torch.equal(big.image, img)
+    assert restorer(max_face=60).restore_many([img])[0].n_restored == 1
 
 
 # ----------------------------------------------------------------------------------------------

@@ -33,6 +33,8 @@ def register(app: typer.Typer) -> None:
         save_faces: bool = typer.Option(False, "--save-faces", help="Also write aligned inputs and restored crops to OUT/faces."),
         compare: bool = typer.Option(False, "--compare", help="Also write input | output side by side to OUT/compare."),
         min_face: float = typer.Option(0.0, "--min-face", min=0, help="Skip faces whose eye distance is below PX pixels."),
+        max_face: float = typer.Option(0.0, "--max-face", min=0, help="Skip faces whose eye distance is above PX "
+                                       "pixels (0: no limit); large sharp faces lose detail at the model's input size."),
         min_score: float = typer.Option(0.9, "--min-score", min=0, max=1, help="Ignore detections less confident than this."),
         upscale: float = typer.Option(1.0, "--upscale", min=1, help="Enlarge whole photos by S (bicubic background)."),
         color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Match restored faces' colour to the photo."),
@@ -44,7 +46,7 @@ def register(app: typer.Typer) -> None:
 
         t0 = time.perf_counter()
         restorer = Restorer.from_pretrained(model, device=device, batch_size=batch_size, min_face=min_face,
-                                            min_score=min_score,
+                                            max_face=max_face, min_score=min_score,
                                             upscale=upscale, color_match=color_match)
         if not aligned:
             _ = restorer.detector  # fail early (exit 2) if the detector cannot be built
@@ -173,7 +175,7 @@ class _Run:
             self.stats.skipped += res.n_skipped
             if res.n_restored == 0:
                 self.stats.copied += res.n_found == 0
-                why = "no face found" if res.n_found == 0 else f"{res.n_found} face(s), all below --min-face"
+                why = "no face found" if res.n_found == 0 else f"{res.n_found} face(s), none restored ({res.faces[0].reason})"
                 if self.r.upscale == 1 and target.suffix.lower() == item.path.suffix.lower():
                     self.warn(f"{item.path}: {why}; copied unchanged")
                     try:
