@@ -27,7 +27,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import metrics as M
-from .device import resolve_device as pick_device  # noqa: F401 - `eval --device`
 from .errors import FaceRestoreError
 
 #: optional metric groups (pixel metrics are always computed)

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from . import align
 from .interfaces import Detection, FaceDetector
-from .zoo import DEFAULT_MODEL, model_geometry, resolve_device, resolve_model
+from .device import resolve_device
+from .zoo import DEFAULT_MODEL, model_geometry, resolve_model
 
 
 @dataclasses.dataclass

@@ -17,7 +17,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from .device import resolve_device  # noqa: F401 - re-exported for restore
+from .device import resolve_device
 from .errors import FaceRestoreError, MissingWeightsError
 
 DEFAULT_MODEL = "jdsr-x4"

@@ -39,9 +39,10 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from .. import evaluate as E
+        from ..device import resolve_device
 
         log = (lambda s: None) if quiet else echo_err
-        dev = E.pick_device(device)
+        dev = resolve_device(device)
         skips = [s.strip() for item in (skip or []) for s in item.split(",") if s.strip()]
         if recipe is not None:
             from ..recipe import load_recipe

@@ -5,6 +5,6 @@
 resumable data order; :mod:`.dist` the ``torchrun`` data parallelism.
 """
 
-from .trainer import TrainResult, Trainer, TrainingDiverged, pick_device, train
+from .trainer import TrainResult, Trainer, TrainingDiverged, train
 
-__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "pick_device", "train"]
+__all__ = ["Trainer", "TrainResult", "TrainingDiverged", "train"]

@@ -63,10 +63,6 @@ class _Term:
     adversarial: bool
 
 
-def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
-    return resolve_device(name, local_rank)
-
-
 class Trainer:
     """One training run in ``run_dir`` (checkpoints, ``log.jsonl``, ``tb/``, ``samples/``).
 
@@ -83,7 +79,7 @@ class Trainer:
         self.cfg = self.recipe.train
         self.run_dir = pathlib.Path(run_dir)
         self.dist = dist.detect()
-        self.device = pick_device(device, self.dist.local_rank)
+        self.device = resolve_device(device, self.dist.local_rank)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
         dist.init(self.dist, self.device)
