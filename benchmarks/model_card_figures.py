@@ -47,25 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=pathlib.Path, default=ROOT / "docs" / "img" / "model_card_cases.png")
     args = p.parse_args(argv)
     torch.set_num_threads(2)
-    from skimage import data
-
-    from facerestore.degrade import build_pipeline, degrade_batch, make_generator
-    from facerestore.demo import _degradation_for, aligned_face
+    from facerestore.demo import aligned_face, degradation_for, load_photo, mask_and_shrink, side_by_side
     from facerestore.io import write_image
-    from facerestore.landmarks import TEMPLATE_5
     from facerestore.restore import Restorer
 
     restorer = Restorer.from_pretrained(args.model, device="cpu")
     size = restorer.hq_size
-    img = torch.from_numpy(data.astronaut().copy()).permute(2, 0, 1).float() / 255.0
-    hq, _ = aligned_face(img, size, "astronaut")
+    img, name = load_photo(None)  # the astronaut
+    hq, _ = aligned_face(img, size, name)
     panels = []
-    for label, specs, seed in conditions(_degradation_for(restorer.recipe)):
-        batch = degrade_batch(hq, build_pipeline(specs), make_generator(seed, "cpu"),
-                              landmarks=(TEMPLATE_5 * size)[None])
-        out = restorer.restore_faces(batch.lq).cpu()
-        lq = torch.nn.functional.interpolate(batch.lq, size=(size, size), mode="nearest")
-        panels.append(torch.cat([lq, out, hq], dim=-1))
+    for label, specs, seed in conditions(degradation_for(restorer.recipe)):
+        batch = mask_and_shrink(hq, specs, seed)
+        panels.append(side_by_side(batch.lq, restorer.restore_faces(batch.lq), hq))
         print(f"row {len(panels)}: {label}")
     grid = torch.cat(panels, dim=-2)[0]
     args.out.parent.mkdir(parents=True, exist_ok=True)

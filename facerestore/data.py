@@ -43,31 +43,15 @@ def list_images(folders: str | pathlib.Path | Sequence[str | pathlib.Path],
 def load_face(path: str | pathlib.Path, size: int) -> Tensor:
     """One image as a ``(3, size, size)`` uint8 tensor: centre square crop, PIL bicubic resize.
 
-    Like :func:`facerestore.io.read_image`: more pixels than the limit are refused before
-    decoding (memory stays bounded), EXIF orientation is applied, 16-bit grayscale is scaled
-    (Pillow's own ``convert("RGB")`` clips it to white)."""
-    from PIL import Image, ImageOps
+    Decoded by :func:`facerestore.io.read_image`, so training reads files exactly as ``restore``
+    does: more pixels than the limit are refused before decoding, EXIF orientation is applied,
+    16-bit and CMYK images are converted properly; alpha is dropped."""
+    from PIL import Image
 
-    from .io import max_pixels_default
+    from .io import read_image, to_uint8
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-        opened = Image.open(path)
-    with opened as im:
-        limit = max_pixels_default()
-        if im.width * im.height > limit:
-            raise FaceRestoreError(f"{path}: {im.width}x{im.height} pixels exceeds the limit of {limit} "
-                                   "(FACERESTORE_MAX_PIXELS)")
-        try:
-            if int(im.getexif().get(0x0112, 1) or 1) != 1:
-                im = ImageOps.exif_transpose(im)
-        except Exception:  # noqa: BLE001 - broken EXIF: keep the pixels as stored
-            pass
-        if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-            import numpy as np
-
-            arr = np.asarray(im, dtype=np.float32) * (255.0 if im.mode == "F" else 1 / 257.0)
-            im = Image.fromarray(np.clip(arr + 0.5, 0, 255).astype(np.uint8))
+    rgb, _ = read_image(path)
+    with Image.fromarray(to_uint8(rgb)) as im:
         im = im.convert("RGB")
         s = min(im.size)
         left, top = (im.width - s) // 2, (im.height - s) // 2
@@ -112,7 +96,8 @@ class FaceFolder(Dataset):
                 img = load_face(self.files[i], self.hq_size)
             except Exception as exc:  # noqa: BLE001 - any decoder failure means "skip this file"
                 self._bad.add(i)
-                warnings.warn(f"skipping unreadable image {self.files[i]}: {exc}", stacklevel=2)
+                why = str(exc).removeprefix(f"{self.files[i]}: ")  # read_image's messages start with the path
+                warnings.warn(f"skipping unreadable image {self.files[i]}: {why}", stacklevel=2)
                 continue
             item: dict[str, Any] = {"hq": img, "index": i}
             if self.landmark_cache is not None:

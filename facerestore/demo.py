@@ -20,6 +20,7 @@ import torch
 
 from . import align
 from .errors import FaceRestoreError, MissingWeightsError
+from .interfaces import DegradationBatch
 from .landmarks import TEMPLATE_5
 
 #: the degradation used when the model carries no recipe (bicubic): the small recipe's, procedural only
@@ -31,7 +32,7 @@ FALLBACK_DEGRADATION = [
 ]
 
 
-def _photo(path: str | None) -> tuple[torch.Tensor, str]:
+def load_photo(path: str | None) -> tuple[torch.Tensor, str]:
     if path is None:
         try:
             from skimage import data
@@ -45,7 +46,7 @@ def _photo(path: str | None) -> tuple[torch.Tensor, str]:
     return img, path
 
 
-def _degradation_for(recipe) -> list[dict]:
+def degradation_for(recipe) -> list[dict]:
     """The model's own degradation, minus template masks when their folder is not on this machine."""
     if recipe is None:
         return FALLBACK_DEGRADATION
@@ -74,8 +75,21 @@ def aligned_face(img: torch.Tensor, hq_size: int, name: str = "image") -> tuple[
     return align.warp_crops(img[None], mats, hq_size).clamp(0, 1), float(dets[0].scores[best])
 
 
-def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str) -> pathlib.Path:
+def mask_and_shrink(hq: torch.Tensor, specs: list[dict], seed: int) -> DegradationBatch:
+    """Degrade aligned faces ``(B, 3, S, S)`` with ``specs`` (landmarks: the aligned template)."""
     from .degrade import build_pipeline, degrade_batch, make_generator
+
+    landmarks = (TEMPLATE_5 * hq.shape[-1])[None].repeat(hq.shape[0], 1, 1)
+    return degrade_batch(hq, build_pipeline(specs), make_generator(seed, "cpu"), landmarks=landmarks)
+
+
+def side_by_side(lq: torch.Tensor, restored: torch.Tensor, hq: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, S, 3S)``: input (nearest-upscaled, so its pixels stay visible) | restored | original."""
+    lq_big = torch.nn.functional.interpolate(lq, size=hq.shape[-2:], mode="nearest")
+    return torch.cat([lq_big, restored.cpu(), hq], dim=-1)
+
+
+def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str) -> pathlib.Path:
     from .io import write_image
     from .restore import Restorer
 
@@ -88,15 +102,12 @@ def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str
         print(f"warning: {exc}\nwarning: falling back to the weight-free bicubic baseline.", file=sys.stderr)
         restorer = Restorer.from_pretrained("bicubic", device=device)
         model = "bicubic"
-    img, name = _photo(photo)
+    img, name = load_photo(photo)
     hq_size = restorer.hq_size
     hq, score = aligned_face(img, hq_size, name)
-    pipeline = build_pipeline(_degradation_for(restorer.recipe))
-    batch = degrade_batch(hq, pipeline, make_generator(seed, "cpu"),
-                          landmarks=(TEMPLATE_5 * hq_size)[None])
+    batch = mask_and_shrink(hq, degradation_for(restorer.recipe), seed)
     restored = restorer.restore_faces(batch.lq)
-    lq_big = torch.nn.functional.interpolate(batch.lq, size=hq.shape[-2:], mode="nearest")
-    panel = torch.cat([lq_big, restored.cpu(), hq], dim=-1)[0]
+    panel = side_by_side(batch.lq, restored, hq)[0]
     out.parent.mkdir(parents=True, exist_ok=True)
     write_image(out, panel)
     print(f"{name}: face found (score {score:.3f}), masked and shrunk to "
