@@ -43,12 +43,13 @@ class SyntheticFaces(torch.utils.data.Dataset):
         return {"hq": self.images[i]}
 
 
-def measure(recipe_path: pathlib.Path, device: str, steps: int, warmup: int) -> tuple[str, str]:
+def measure(recipe_path: pathlib.Path, device: str, steps: int, warmup: int,
+            overrides: list[str] | None = None) -> tuple[str, str]:
     from facerestore.recipe import load_recipe
     from facerestore.train import Trainer
     from facerestore.train.schedule import stage_at
 
-    r = load_recipe(recipe_path)
+    r = load_recipe(recipe_path, overrides)
     for loss in r.losses:
         loss.start = 0
     r.data.val = ""
@@ -85,18 +86,21 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", nargs="*", default=None, help="default: cpu, plus cuda when available")
     ap.add_argument("--recipes", nargs="*", default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="recipe override for every recipe, e.g. train.cpu_amp=true (repeatable)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     recipes = [pathlib.Path(p) for p in args.recipes] if args.recipes else sorted((REPO / "recipes").glob("*.toml"))
     os.chdir(REPO)  # recipes name data relative to the repository
     lines = [f"torch {torch.__version__}; {args.steps} timed steps after {args.warmup} warm-up steps; "
-             "generated faces; all losses on (adversarial included).", "",
+             "generated faces; all losses on (adversarial included)"
+             + (f"; overrides: {' '.join(args.set)}" if args.set else "") + ".", "",
              "| recipe | device | images/s | detail |", "|---|---|---|---|"]
     for device in devices:
         for path in recipes:
             try:
-                ips, detail = measure(path, device, args.steps, args.warmup)
+                ips, detail = measure(path, device, args.steps, args.warmup, args.set)
             except Exception as exc:  # noqa: BLE001 - report and go on with the other recipes
                 ips, detail = "skipped", str(exc).splitlines()[0][:120]
             row = f"| {path.stem} | {machine(device)} | {ips} | {detail} |"

@@ -32,6 +32,7 @@ from .registry import Registry, check_type, default_registry
 #: generator output -> the batch tensor it is compared with, unless a loss names ``target``.
 DEFAULT_TARGETS = {
     "sr": "hq",
+    "coarse": "hq",
     "denoised": "clean",
     "noise_map": "occlusion",
     "heatmaps": "heatmaps",
@@ -82,8 +83,10 @@ class TrainConfig:
     ckpt_every: int = 1000
     keep_last: int = 3
     seed: int = 0
-    #: mixed precision (bf16/fp16 autocast); only used on CUDA
+    #: mixed precision (bf16/fp16 autocast) on CUDA
     amp: bool = True
+    #: bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX): ~2x conv throughput here
+    cpu_amp: bool = False
     channels_last: bool = True
     stages: list[StageConfig] = dataclasses.field(default_factory=list)
 

@@ -206,9 +206,11 @@ class Downscale(Degradation):
         return out.clamp(0, 1)
 
     def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
-        b, _, h, w = batch.lq.shape
-        dev = batch.lq.device
-        size = (max(1, h // self.scale), max(1, w // self.scale))
+        h, w = batch.lq.shape[-2:]
+        return self.resize_to(batch, (max(1, h // self.scale), max(1, w // self.scale)), generator)
+
+    def resize_to(self, batch: DegradationBatch, size: tuple[int, int], generator: torch.Generator) -> DegradationBatch:
+        b, dev = batch.lq.shape[0], batch.lq.device
         mode_id = torch.randint(0, len(_MODES), (b,), generator=generator, device=dev)
         both = torch.cat([batch.lq, batch.clean], 1)
         if self.mode == "random":
@@ -226,6 +228,55 @@ class Downscale(Degradation):
         extras["downscale.mode"] = mode_id
         return batch.replace(lq=out[:, :3].contiguous(), clean=out[:, 3:].contiguous(), occlusion=occ,
                              extras=extras)
+
+
+class RandomDownscale(Downscale):
+    """Downscale lq and clean by a random factor r, one r per batch (so the batch stays one tensor
+    and the later steps, noise and JPEG, act at the low resolution as they do in real photos).
+
+    r is drawn log-uniformly from ``scale`` = [low, high]; with probability ``identity_prob`` it is
+    exactly 1 (the face is left at full resolution: sharp input must stay sharp). The output side
+    is ``round(H / r)``. Follow with ``resize`` to bring the batch back to the working size.
+    """
+
+    def __init__(self, scale: Range = (1.0, 8.0), identity_prob: float = 0.25,
+                 mode: Literal["bicubic", "area", "bilinear", "random"] = "random", antialias: bool = True):
+        super().__init__(1, mode, antialias)
+        self.range = check_range("scale", scale, 1.0, 64.0)
+        self.identity_prob = check_prob("identity_prob", identity_prob)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        dev = batch.lq.device
+        keep = bool(bernoulli(generator, 1, self.identity_prob, dev)[0])
+        log_r = uniform(generator, 1, (math.log(self.range[0]), math.log(self.range[1])), dev)
+        r = 1.0 if keep else float(log_r.exp()[0])
+        h, w = batch.lq.shape[-2:]
+        size = (max(1, round(h / r)), max(1, round(w / r)))
+        out = self.resize_to(batch, size, generator) if size != (h, w) else batch
+        extras = dict(out.extras)
+        extras["random_downscale.scale"] = torch.full((batch.lq.shape[0],), h / size[0], device=dev)
+        return out.replace(extras=extras)
+
+
+class Resize(Degradation):
+    """Resize lq and clean to ``size`` x ``size`` (the model's working size), after a downscale:
+    the input a restorer gets when it upsamples a small face before the network. The occlusion map
+    is taken from the HQ mask at that size."""
+
+    def __init__(self, size: int = 128, mode: Literal["bicubic", "bilinear"] = "bicubic"):
+        if size < 8:
+            raise RecipeError("size", f"must be >= 8, got {size}")
+        self.size, self.mode = size, mode
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        size = (self.size, self.size)
+        both = torch.cat([batch.lq, batch.clean], 1)
+        if both.shape[-2:] != size:
+            both = F.interpolate(both, size=size, mode=self.mode, align_corners=False).clamp(0, 1)
+        occ = batch.occlusion_hq
+        if occ.shape[-2:] != size:
+            occ = F.interpolate(occ, size=size, mode="area" if occ.shape[-1] > self.size else "bilinear")
+        return batch.replace(lq=both[:, :3].contiguous(), clean=both[:, 3:].contiguous(), occlusion=occ)
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,6 +360,8 @@ def register(registry) -> None:
     registry.register("degradation", "gaussian_blur", GaussianBlur)
     registry.register("degradation", "motion_blur", MotionBlur)
     registry.register("degradation", "downscale", Downscale)
+    registry.register("degradation", "random_downscale", RandomDownscale)
+    registry.register("degradation", "resize", Resize)
     registry.register("degradation", "gaussian_noise", GaussianNoise)
     registry.register("degradation", "poisson_noise", PoissonNoise)
     registry.register("degradation", "jpeg", Jpeg)

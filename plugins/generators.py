@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
 from facerestore.registry import default_registry
 
-from .denoisers import conv3x3
+from .denoisers import clamp01, conv3x3
 
 
 def _component(value, kind: str):
@@ -150,6 +150,72 @@ class SROnly(Generator):
         return out
 
 
+class _FusionBlock(nn.Module):
+    """conv-ReLU-conv with a residual add (the fusion trunk has no attention: it is a router)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class JDSRAnyScale(Generator):
+    """JDSR-GAN for faces of any scale: an aligned face at the working size in, the same size out.
+
+    ``x`` (B, 3, S, S), S divisible by ``fold`` (128 with fold 4). Two paths:
+
+    * the JDSR core (denoiser -> identity -> SR module with ``upsampler.scale == fold``) runs on the
+      face area-downsampled by ``fold`` (32x32 for S = 128), where masks are removed and a face is
+      hallucinated at today's cost; its output ``coarse`` is at S;
+    * a fusion net sees the full-resolution input folded into channels (space-to-depth), the coarse
+      face and the occlusion map, all at S / fold, and predicts per pixel how much of the input to
+      keep (``alpha``) plus a residual: ``sr = alpha * x + (1 - alpha) * coarse + residual``. Sharp,
+      visible parts pass through; masked or degraded parts come from the core.
+
+    Outputs ``sr``, ``coarse``, ``noise_map`` (the occlusion estimate, upsampled to S),
+    ``denoised`` (S / fold) and ``heatmaps`` when the SR module has a face prior.
+    """
+
+    def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
+                 identity_channels: int = 32, fusion_channels: int = 48, fusion_blocks: int = 3):
+        super().__init__()
+        self.core = JDSRGenerator(denoiser, upsampler, identity_channels=identity_channels)
+        self.fold = fold = self.core.scale
+        self.scale = 1
+        if fusion_channels < 1 or fusion_blocks < 0:
+            raise ValueError("fusion_channels >= 1, fusion_blocks >= 0")
+        cin = 2 * 3 * fold * fold + 1
+        c = fusion_channels
+        self.fusion = nn.Sequential(conv3x3(cin, c), nn.ReLU(inplace=True),
+                                    *(_FusionBlock(c) for _ in range(fusion_blocks)),
+                                    conv3x3(c, 4 * fold * fold), nn.PixelShuffle(fold))
+        with torch.no_grad():  # start as the mean of input and coarse face, no residual
+            self.fusion[-2].weight.mul_(0.1)
+            self.fusion[-2].bias.zero_()
+
+    def stage_modules(self) -> dict[str, nn.Module]:
+        return {**self.core.stage_modules(), "fusion": self.fusion}
+
+    def forward(self, lq: Tensor) -> dict[str, Tensor]:
+        h, w = lq.shape[-2:]
+        if h % self.fold or w % self.fold:
+            raise ValueError(f"input size {h}x{w} must be divisible by {self.fold}")
+        out = self.core(F.avg_pool2d(lq, self.fold))
+        coarse, occ_small = out["sr"], out["noise_map"]
+        feats = torch.cat([F.pixel_unshuffle(lq, self.fold), F.pixel_unshuffle(coarse, self.fold), occ_small], 1)
+        y = self.fusion(feats)
+        alpha = torch.sigmoid(y[:, 3:])
+        sr = clamp01(alpha * lq + (1 - alpha) * coarse + y[:, :3])
+        res = {"sr": sr, "coarse": coarse, "denoised": out["denoised"],
+               "noise_map": F.interpolate(occ_small, size=(h, w), mode="bilinear", align_corners=False)}
+        if "heatmaps" in out:
+            res["heatmaps"] = out["heatmaps"]
+        return res
+
+
 def register(registry) -> None:
     registry.register("generator", "jdsr", JDSRGenerator)
     registry.register("generator", "sr_only", SROnly)
+    registry.register("generator", "jdsr_any", JDSRAnyScale)

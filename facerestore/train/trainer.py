@@ -41,6 +41,11 @@ from .state import (capture_rng, ckpt_name, flatten_state, latest_checkpoint, lo
 from .validation import ValidationSet, build_validation_set, save_grid, validate
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (oneDNN reports AVX512-BF16 or AMX)."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 class TrainingDiverged(FaceRestoreError):
     """A loss or the weights became NaN/inf; the run stopped without writing a checkpoint."""
 
@@ -135,6 +140,8 @@ class Trainer:
         self.amp_dtype: torch.dtype | None = None
         if cfg.amp and self.device.type == "cuda":
             self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        elif cfg.cpu_amp and self.device.type == "cpu" and cpu_has_bf16():
+            self.amp_dtype = torch.bfloat16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.degrade_gen = torch.Generator(device=self.device)
