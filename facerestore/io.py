@@ -77,6 +77,12 @@ def max_pixels_default() -> int:
     return DEFAULT_MAX_PIXELS
 
 
+def pixel_count(n: int) -> str:
+    """``12.3 megapixels`` for large counts, ``40,000 pixels`` below one megapixel (so a small
+    limit never reads as "0.0")."""
+    return f"{n / 1e6:.1f} megapixels" if n >= 1_000_000 else f"{n:,} pixels"
+
+
 def _fail(path: str, why: str) -> InputImageError:
     return InputImageError(f"{path}: {why}")
 
@@ -123,8 +129,8 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> t
                 if w <= 0 or h <= 0:
                     raise _fail(shown, f"invalid image size {w}x{h}")
                 if w * h > limit:
-                    raise _fail(shown, f"{w}x{h} = {w * h / 1e6:.1f} megapixels exceeds the limit of "
-                                       f"{limit / 1e6:.1f} (set --max-pixels or FACERESTORE_MAX_PIXELS "
+                    raise _fail(shown, f"{w}x{h} = {pixel_count(w * h)} exceeds the limit of "
+                                       f"{pixel_count(limit)} (set --max-pixels or FACERESTORE_MAX_PIXELS "
                                        "to allow it)")
                 frames = int(getattr(img, "n_frames", 1) or 1)
                 if frames > 1:

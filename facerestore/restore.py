@@ -24,7 +24,8 @@ from torch import Tensor, nn
 from . import align
 from .interfaces import Detection, FaceDetector
 from .device import resolve_device
-from .zoo import DEFAULT_MODEL, model_geometry, resolve_model
+from .defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
+from .zoo import model_geometry, resolve_model
 
 
 @dataclasses.dataclass
@@ -66,23 +67,22 @@ class RestoreResult:
 class Restorer:
     """Restores faces in photos or aligned crops with a generator (see :meth:`from_pretrained`).
 
-    ``min_face``: faces whose eye distance (pixels between the two eye landmarks in the input
-    photo) is below this are left untouched (0 = restore every detected face; the template's eye
-    distance is 0.22 of the aligned face, so 7 px of eye distance is about a 32 px face).
-    ``max_face``: faces whose eye distance is above this are left untouched (0 = no limit): the
-    model sees every face at its input size (32 px for x4), so a face much larger than that loses
-    detail when it is replaced (``jdsr-x4``: about 28 px eye distance and up, 4x its input).
+    ``min_face``/``max_face``: faces whose eye distance (pixels between the two eye landmarks in
+    the input photo) is below/above this are left untouched (0 = no limit).
+    ``fidelity`` w in [0, 1] (CodeFormer's convention): outside the occlusion the model estimates
+    (the mask), the restored face is blended in with weight ``1 - w``; 1 keeps every visible pixel
+    of the photo. Faces larger in the photo than the model's output keep their own visible pixels
+    whatever ``w`` (see :func:`facerestore.align.composite_weights`).
     ``upscale``: the photo is enlarged bicubically by this factor and faces are pasted at that
-    resolution. ``detector``: any :class:`FaceDetector`; default the registry's ``mtcnn``, built
-    on first use. ``min_score``: detections less confident than this are ignored (MTCNN reports
-    hands and cups at 0.85-0.9 on group photos; real faces score above 0.95).
+    resolution. ``detector``: any :class:`FaceDetector`, or a registry name (default ``mtcnn``),
+    built on first use. ``min_score``: detections less confident than this are ignored.
+    ``only_center_face``: restore only the face nearest the photo's centre.
     """
 
     def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",
-                 detector: Optional[FaceDetector] = None, min_face: float = 0.0, max_face: float = 0.0,
-                 min_score: float = 0.9,
-                 batch_size: int = 16,
-                 upscale: float = 1.0, color_match: bool = True, mask_shape: align.MaskShape = "square",
+                 detector: FaceDetector | str | None = None, min_face: float = 0.0, max_face: float = 0.0,
+                 min_score: float = 0.9, batch_size: int = 16, upscale: float = 1.0, fidelity: float = 0.0,
+                 only_center_face: bool = False, color_match: bool = True, mask_shape: align.MaskShape = "face",
                  channels_last: bool = True, name: str = ""):
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
@@ -97,6 +97,10 @@ class Restorer:
         self.upscale = float(upscale)
         if self.upscale < 1:
             raise ValueError("upscale must be >= 1")
+        if not 0.0 <= fidelity <= 1.0:
+            raise ValueError(f"fidelity must be in [0, 1], got {fidelity}")
+        self.fidelity = float(fidelity)
+        self.only_center_face = only_center_face
         self.color_match = color_match
         self.mask_shape = mask_shape
         self.channels_last = channels_last
@@ -116,8 +120,8 @@ class Restorer:
     # -- detector ------------------------------------------------------------------------------
     @property
     def detector(self) -> FaceDetector:
-        if self._detector is None:
-            self._detector = default_detector(self.device)
+        if self._detector is None or isinstance(self._detector, str):
+            self._detector = default_detector(self.device, self._detector or DEFAULT_DETECTOR)
         return self._detector
 
     # -- aligned faces -------------------------------------------------------------------------
@@ -126,6 +130,11 @@ class Restorer:
         differ) -> restored faces ``(B, 3, H, H)`` in [0, 1], on the input's device."""
         if batch.dim() == 3:
             return self.restore_faces(batch[None])[0]
+        return self.run_model(batch)[0]
+
+    def run_model(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+        """Aligned crops ``(B, 3, h, w)`` -> ``(restored (B, 3, H, H), occlusion (B, 1, H, H))``,
+        ``H`` the model's output size; the occlusion estimate is zero for models without one."""
         if batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected (B, 3, h, w) faces, got {tuple(batch.shape)}")
         x = batch.float()
@@ -133,16 +142,38 @@ class Restorer:
             big = x.shape[-1] > self.lq_size or x.shape[-2] > self.lq_size
             x = F.interpolate(x, size=(self.lq_size, self.lq_size), mode="bicubic", align_corners=False,
                               antialias=big).clamp(0, 1)
-        outs = []
+        faces, occs = [], []
         with torch.inference_mode():
             for chunk in x.split(self.batch_size):
                 chunk = chunk.to(self.device)
                 if self.channels_last:
                     chunk = chunk.contiguous(memory_format=torch.channels_last)
-                outs.append(self.generator(chunk)["sr"].float().clamp(0, 1).contiguous())
-        if not outs:
-            return x.new_zeros(0, 3, self.hq_size, self.hq_size)
-        return torch.cat(outs).to(batch.device)
+                out = self.generator(chunk)
+                sr = out["sr"].float().clamp(0, 1).contiguous()
+                occ = out.get("noise_map")
+                occ = (sr.new_zeros(sr.shape[0], 1, *sr.shape[-2:]) if occ is None else
+                       F.interpolate(occ.float(), size=sr.shape[-2:], mode="bilinear", align_corners=False))
+                faces.append(sr)
+                occs.append(occ.clamp(0, 1))
+        if not faces:
+            return x.new_zeros(0, 3, self.hq_size, self.hq_size), x.new_zeros(0, 1, self.hq_size, self.hq_size)
+        return torch.cat(faces).to(batch.device), torch.cat(occs).to(batch.device)
+
+    def restore_aligned(self, batch: Tensor) -> Tensor:
+        """Square aligned faces ``(B, 3, s, s)`` of any size ``s`` -> ``(B, 3, S, S)`` with
+        ``S = max(s, H)``: the restored face composited over the input at that size with the same
+        rule as whole photos (the mask is replaced; visible parts follow ``fidelity`` and keep
+        their own pixels when the input is larger than the model output)."""
+        s = batch.shape[-1]
+        restored, occ = self.run_model(batch)
+        size = max(s, self.hq_size)
+        up = lambda t: t if t.shape[-1] == size else F.interpolate(t, size=(size, size), mode="bicubic",
+                                                                   align_corners=False).clamp(0, 1)
+        base = up(batch.float())
+        scale = torch.full((batch.shape[0],), self.hq_size / s)
+        w = align.composite_weights(occ, scale, self.fidelity, self.hq_size)
+        w = F.interpolate(w, size=(size, size), mode="bilinear", align_corners=False) if size != self.hq_size else w
+        return base + w.to(base) * (up(restored) - base)
 
     # -- whole photos --------------------------------------------------------------------------
     def blend_mask(self) -> Tensor:
@@ -150,7 +181,7 @@ class Restorer:
             self._mask = align.blend_mask(self.hq_size, self.mask_shape)
         return self._mask
 
-    def select(self, det: Detection) -> list[FaceRecord]:
+    def select(self, det: Detection, image_size: tuple[int, int] | None = None) -> list[FaceRecord]:
         faces = []
         for i in range(det.boxes.shape[0]):
             if float(det.scores[i]) < self.min_score:
@@ -166,6 +197,8 @@ class Restorer:
             elif self.max_face > 0 and eye > self.max_face:
                 rec.restored, rec.reason = False, f"eye distance {eye:.1f}px > --max-face {self.max_face:g}"
             faces.append(rec)
+        if self.only_center_face and image_size is not None:
+            faces = _center_face(faces, image_size)
         return faces
 
     def restore_many(self, images: list[Tensor], detections: Optional[list[Detection]] = None) -> list[RestoreResult]:
@@ -174,7 +207,7 @@ class Restorer:
         images = [img.float() for img in images]
         if detections is None:
             detections = self.detector.detect(images) if images else []
-        records = [self.select(d) for d in detections]
+        records = [self.select(d, tuple(img.shape[-2:])) for d, img in zip(detections, images)]
         crops, mats = [], []
         for img, faces in zip(images, records):
             lms = [f.landmarks for f in faces if f.restored]
@@ -183,16 +216,19 @@ class Restorer:
                 crops.append(align.warp_crops(img, m.to(img.device), self.lq_size))
             else:
                 crops.append(img.new_zeros(0, 3, self.lq_size, self.lq_size))
-        restored_all = self.restore_faces(torch.cat(crops)) if sum(len(c) for c in crops) else None
+        restored_all, occ_all = self.run_model(torch.cat(crops)) if sum(len(c) for c in crops) else (None, None)
         results, start = [], 0
         for img, faces, lq in zip(images, records, crops):
             n = lq.shape[0]
-            hq = restored_all[start:start + n] if restored_all is not None else img.new_zeros(0, 3, self.hq_size, self.hq_size)
+            if restored_all is None:
+                hq, occ = img.new_zeros(0, 3, self.hq_size, self.hq_size), img.new_zeros(0, 1, self.hq_size, self.hq_size)
+            else:
+                hq, occ = restored_all[start:start + n], occ_all[start:start + n]
             start += n
-            results.append(RestoreResult(self._paste(img, faces, hq), faces, lq.cpu(), hq.cpu()))
+            results.append(RestoreResult(self._paste(img, faces, hq, occ), faces, lq.cpu(), hq.cpu()))
         return results
 
-    def _paste(self, img: Tensor, faces: list[FaceRecord], hq: Tensor) -> Tensor:
+    def _paste(self, img: Tensor, faces: list[FaceRecord], hq: Tensor, occ: Tensor) -> Tensor:
         base = upscale_image(img, self.upscale)
         if hq.shape[0] == 0:
             return base
@@ -200,8 +236,10 @@ class Restorer:
         if self.upscale != 1:
             lms = (lms + 0.5) * self.upscale - 0.5
         m = align.alignment_matrices(lms, self.hq_size)
-        return align.paste_faces(base, hq.to(base), m.to(base), self.blend_mask().to(base),
-                                 color_match=self.color_match)
+        weights = align.composite_weights(occ.to(base), align.crop_scale(m), self.fidelity, self.hq_size)
+        if self.mask_shape != "face":  # an explicit shape replaces the face oval, occlusion still wins
+            weights = torch.maximum(align.feather_occlusion(occ.to(base)), self.blend_mask().to(base)) * self.blend_mask().to(base)
+        return align.paste_faces(base, hq.to(base), m.to(base), weights, color_match=self.color_match)
 
     def restore(self, image: Any) -> Any:
         """One photo, as a tensor (3, H, W) float, a PIL image or a numpy (H, W[, C]) array; the
@@ -209,6 +247,39 @@ class Restorer:
         tensor, back = to_tensor(image)
         out = self.restore_many([tensor])[0].image
         return back(out)
+
+
+def _center_face(faces: list[FaceRecord], image_size: tuple[int, int]) -> list[FaceRecord]:
+    """Keep the restorable face whose box centre is nearest the photo's centre (GFPGAN's
+    ``--only_center_face``); the others are reported as skipped."""
+    h, w = image_size
+    cands = [f for f in faces if f.restored]
+    if len(cands) < 2:
+        return faces
+    dist = lambda f: float(((f.box[:2] + f.box[2:]) / 2 - torch.tensor([w / 2, h / 2])).norm())
+    keep = min(cands, key=dist)
+    for f in cands:
+        if f is not keep:
+            f.restored, f.reason = False, "not the centre face (--only-center-face)"
+    return faces
+
+
+def draw_boxes(image: Tensor, faces: list[FaceRecord], scale: float = 1.0) -> Tensor:
+    """Outline each face's detection box (green: restored, red: skipped) on ``image`` (3, H, W),
+    boxes in photo pixels times ``scale``; 2 px lines (3 px on photos over 1000 px)."""
+    out = image.clone()
+    h, w = out.shape[-2:]
+    t = 3 if max(h, w) > 1000 else 2
+    for f in faces:
+        color = torch.tensor([0.1, 0.9, 0.2] if f.restored else [0.95, 0.15, 0.1], dtype=out.dtype).view(3, 1, 1)
+        x0, y0, x1, y1 = [int(round(float(v) * scale)) for v in f.box]
+        x0, x1 = max(0, min(x0, w - 1)), max(0, min(x1, w - 1))
+        y0, y1 = max(0, min(y0, h - 1)), max(0, min(y1, h - 1))
+        out[:, y0:min(y0 + t, h), x0:x1 + 1] = color
+        out[:, max(y1 - t + 1, 0):y1 + 1, x0:x1 + 1] = color
+        out[:, y0:y1 + 1, x0:min(x0 + t, w)] = color
+        out[:, y0:y1 + 1, max(x1 - t + 1, 0):x1 + 1] = color
+    return out
 
 
 def upscale_image(img: Tensor, factor: float) -> Tensor:
@@ -286,18 +357,21 @@ def to_tensor(image: Any) -> tuple[Tensor, Any]:
     raise TypeError(f"cannot restore a {type(image).__name__}; give a tensor, numpy array or PIL image")
 
 
-def default_detector(device: torch.device | str = "cpu") -> FaceDetector:
-    """The registry's ``mtcnn`` detector (facenet-pytorch's weights ship inside that package)."""
-    from .errors import MissingWeightsError
+def default_detector(device: torch.device | str = "cpu", name: str = DEFAULT_DETECTOR) -> FaceDetector:
+    """A registry detector by name (default ``mtcnn``: facenet-pytorch's weights ship inside that
+    package), given the device when it takes one."""
+    from .errors import FaceRestoreError, MissingWeightsError
     from .registry import default_registry
 
     reg = default_registry()
-    if ("detector", "mtcnn") not in reg:
-        raise MissingWeightsError("no face detector 'mtcnn' is registered (it needs facenet-pytorch: "
-                                  "pip install facenet-pytorch); use --aligned for pre-cropped faces")
-    entry = reg.get("detector", "mtcnn")
+    if ("detector", name) not in reg:
+        if name == "mtcnn":
+            raise MissingWeightsError("no face detector 'mtcnn' is registered (it needs facenet-pytorch: "
+                                      "pip install facenet-pytorch); use --aligned for pre-cropped faces")
+        raise FaceRestoreError(f"unknown detector {name!r}; known detectors: {', '.join(reg.names('detector'))}")
+    entry = reg.get("detector", name)
     params = {p.name for p in entry.params}
     kwargs: dict[str, Any] = {}
     if "device" in params:
         kwargs["device"] = str(device)
-    return reg.create("detector", "mtcnn", **kwargs)
+    return reg.create("detector", name, **kwargs)

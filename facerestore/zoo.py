@@ -17,10 +17,10 @@ from typing import Optional
 import torch
 from torch import nn
 
+from .defaults import DEFAULT_MODEL
 from .device import resolve_device
 from .errors import FaceRestoreError, MissingWeightsError
 
-DEFAULT_MODEL = "jdsr-x4"
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 #: bundled model name -> file under :data:`WEIGHTS_DIR`
 BUNDLED: dict[str, str] = {

@@ -275,7 +275,7 @@ def restored(request, corpus, tmp_path_factory):
     root, _ = corpus
     out = tmp_path_factory.mktemp(f"restored_{request.param}")
     mp = pytest.MonkeyPatch()
-    mp.setattr(restore_mod, "default_detector", lambda device="cpu": OneFaceDetector())
+    mp.setattr(restore_mod, "default_detector", lambda device="cpu", name="mtcnn": OneFaceDetector())
     try:
         extra = ["--aligned"] if request.param == "aligned" else []
         res = cli("restore", root, "-o", out, "--model", "bicubic", "--device", "cpu", *extra)

@@ -18,7 +18,7 @@ from test_restore import FakeDetector, skdata  # noqa: F401  (skdata: skips with
 
 @pytest.fixture
 def fake_detector(monkeypatch):
-    monkeypatch.setattr(restore_mod, "default_detector", lambda device="cpu": FakeDetector())
+    monkeypatch.setattr(restore_mod, "default_detector", lambda device="cpu", name="mtcnn": FakeDetector())
 
 
 def run(*args):
@@ -102,7 +102,7 @@ def test_upscale_save_faces_compare(tmp_path, fake_detector):
 
 
 def test_aligned_mode(tmp_path, monkeypatch):
-    def no_detector(device="cpu"):
+    def no_detector(device="cpu", name="mtcnn"):
         raise AssertionError("--aligned must not run the detector")
 
     monkeypatch.setattr(restore_mod, "default_detector", no_detector)

@@ -7,6 +7,7 @@ stops everything (bad option, model not found).
 
 from __future__ import annotations
 
+import os
 import pathlib
 import shutil
 import time
@@ -14,10 +15,15 @@ from typing import List, Optional
 
 import typer
 
+from ..progress import ItemProgress
+from ..defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
 from . import user_errors
 
 #: photos decoded and held before their faces go through the model together
 PHOTO_GROUP = 8
+
+
+DETECTOR_HELP = "Face detector (a registered 'detector' component; see `facerestore plugins`)."
 
 
 def register(app: typer.Typer) -> None:
@@ -25,42 +31,129 @@ def register(app: typer.Typer) -> None:
     @user_errors
     def restore(
         inputs: List[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders (recursive) or globs."),
-        out_dir: pathlib.Path = typer.Option(pathlib.Path("restored"), "-o", "--out", help="Output folder."),
-        model: str = typer.Option("jdsr-x4", "--model", "-m", help="Model name (jdsr-x4, bicubic) or .safetensors path."),
+        out_dir: pathlib.Path = typer.Option(pathlib.Path("restored"), "-o", "--out", help="Output folder; "
+                                             "outputs keep the inputs' relative paths."),
+        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name (see `facerestore doctor`) or .safetensors path."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Faces per forward pass."),
+        fidelity: float = typer.Option(0.0, "-w", "--fidelity", min=0, max=1, help="Outside the mask, how much "
+                                       "of the photo's own face to keep (0: the restored face, 1: the photo)."),
+        upscale: float = typer.Option(1.0, "-s", "--upscale", min=1, help="Enlarge whole photos by S (bicubic background)."),
+        detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
         aligned: bool = typer.Option(False, "--aligned", help="Inputs are aligned face crops: no detection."),
+        only_center_face: bool = typer.Option(False, "--only-center-face", help="Restore only the face nearest the centre."),
+        draw_box: bool = typer.Option(False, "--draw-box", help="Outline detected faces (green restored, red skipped)."),
+        ext: str = typer.Option("auto", "--ext", help="Output format: auto (as the input), png or jpg."),
+        suffix: str = typer.Option("", "--suffix", help="Add this to output file names (photo.jpg -> photo<SUFFIX>.jpg)."),
         save_faces: bool = typer.Option(False, "--save-faces", help="Also write aligned inputs and restored crops to OUT/faces."),
         compare: bool = typer.Option(False, "--compare", help="Also write input | output side by side to OUT/compare."),
         min_face: float = typer.Option(0.0, "--min-face", min=0, help="Skip faces whose eye distance is below PX pixels."),
-        max_face: float = typer.Option(0.0, "--max-face", min=0, help="Skip faces whose eye distance is above PX "
-                                       "pixels (0: no limit); large sharp faces lose detail at the model's input size."),
+        max_face: float = typer.Option(0.0, "--max-face", min=0, help="Skip faces whose eye distance is above PX pixels (0: no limit)."),
         min_score: float = typer.Option(0.9, "--min-score", min=0, max=1, help="Ignore detections less confident than this."),
-        upscale: float = typer.Option(1.0, "--upscale", min=1, help="Enlarge whole photos by S (bicubic background)."),
         color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Match restored faces' colour to the photo."),
-        max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse larger images (default ~89.5 MP)."),
+        max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse larger inputs and outputs (default ~89.5 MP)."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     ) -> None:
         """Restore the faces in photos (detect, align, restore, paste back) or in aligned crops."""
+        from ..errors import FaceRestoreError
         from ..io import iter_inputs
         from ..restore import Restorer
 
+        if ext not in ("auto", "png", "jpg"):
+            raise FaceRestoreError(f"--ext must be auto, png or jpg, got {ext!r}")
+        if "/" in suffix or "\\" in suffix:
+            raise FaceRestoreError("--suffix must not contain a path separator")
         t0 = time.perf_counter()
+        items = name_outputs(list(iter_inputs(inputs)))
+        check_output_sizes(items, upscale if not aligned else 1.0, max_pixels)
         restorer = Restorer.from_pretrained(model, device=device, batch_size=batch_size, min_face=min_face,
-                                            max_face=max_face, min_score=min_score,
-                                            upscale=upscale, color_match=color_match)
+                                            max_face=max_face, min_score=min_score, fidelity=fidelity,
+                                            upscale=upscale, color_match=color_match, detector=detector,
+                                            only_center_face=only_center_face)
         if not aligned:
             _ = restorer.detector  # fail early (exit 2) if the detector cannot be built
         stats = Stats()
-        items = list(iter_inputs(inputs))
-        run = _Run(restorer, out_dir, stats, save_faces=save_faces, compare=compare, max_pixels=max_pixels)
-        if aligned:
-            run.aligned(items)
-        else:
-            run.photos(items)
+        naming = Naming(out_dir, ext, suffix)
+        run = _Run(restorer, naming, stats, save_faces=save_faces, compare=compare, max_pixels=max_pixels,
+                   draw_box=draw_box)
+        with ItemProgress(len(items), "restore", unit="faces" if aligned else "photos", quiet=quiet) as progress:
+            run.progress = progress
+            if aligned:
+                run.aligned(items)
+            else:
+                run.photos(items)
         stats.seconds = time.perf_counter() - t0
         typer.echo(stats.summary(aligned))
         if stats.failed:
             raise typer.Exit(1)
+
+
+def name_outputs(items: list) -> list:
+    """Give explicitly named files that share a name a relative path from their common folder
+    (``a/x.png b/x.png`` -> ``a/x.png``, ``b/x.png``), so their outputs cannot replace each other;
+    folder contents already keep their layout."""
+    import os
+
+    loose = [it for it in items if not it.error and len(it.relative.parts) == 1 and it.relative.name == it.path.name]
+    names = [it.relative.name for it in loose]
+    if len(set(names)) == len(names):
+        return items
+    parents = [os.path.dirname(os.path.abspath(it.path)) for it in loose]
+    root = os.path.commonpath(parents)
+    for it in loose:
+        it.relative = pathlib.Path(os.path.relpath(os.path.abspath(it.path), root))
+    return items
+
+
+def check_output_sizes(items: list, upscale: float, max_pixels: Optional[int]) -> None:
+    """Refuse, before any work, inputs whose output (input x ``upscale``) would pass the pixel
+    limit: one line, exit 2 (a 13 TB allocation is not something to find out after 14 s)."""
+    from PIL import Image
+
+    from ..errors import FaceRestoreError
+    from ..io import max_pixels_default, pixel_count
+
+    if upscale == 1:
+        return
+    limit = max_pixels or max_pixels_default()
+    for it in items:
+        if it.error:
+            continue
+        try:
+            with Image.open(it.path) as im:
+                w, h = im.size
+        except Exception:  # noqa: BLE001 - unreadable files are reported when they are read
+            continue
+        ow, oh = round(w * upscale), round(h * upscale)
+        if ow * oh > limit:
+            raise FaceRestoreError(f"{it.path}: the output would be {ow}x{oh} = {pixel_count(ow * oh)} "
+                                   f"(--upscale {upscale:g}), over the limit of {pixel_count(limit)}; "
+                                   "lower --upscale or raise --max-pixels")
+
+
+class Naming:
+    """Output paths: ``OUT/<relative path><suffix><ext>``, each claimed once per run, so a second
+    input that maps to the same file is an error, never a silent overwrite."""
+
+    def __init__(self, out: pathlib.Path, ext: str, suffix: str):
+        self.out, self.ext, self.suffix = out, ext, suffix
+        self.claimed: dict[pathlib.Path, pathlib.Path] = {}
+
+    def target(self, item) -> pathlib.Path:
+        from ..io import output_extension
+
+        rel = item.relative
+        ext = output_extension(rel) if self.ext == "auto" else f".{self.ext}"
+        return self.out / rel.parent / f"{rel.stem}{self.suffix}{ext}"
+
+    def claim(self, item, target: pathlib.Path) -> Optional[str]:
+        """None when ``target`` is free, else why not."""
+        key = pathlib.Path(os.path.abspath(target))
+        other = self.claimed.get(key)
+        if other is not None:
+            return f"{item.path}: its output {target} is already the output of {other}; not overwritten"
+        self.claimed[key] = item.path
+        return None
 
 
 class Stats:
@@ -77,10 +170,16 @@ class Stats:
 
 
 class _Run:
-    def __init__(self, restorer, out_dir: pathlib.Path, stats: Stats, *, save_faces: bool, compare: bool,
-                 max_pixels: Optional[int]):
-        self.r, self.out, self.stats = restorer, out_dir, stats
-        self.save_faces, self.compare, self.max_pixels = save_faces, compare, max_pixels
+    def __init__(self, restorer, naming: Naming, stats: Stats, *, save_faces: bool, compare: bool,
+                 max_pixels: Optional[int], draw_box: bool = False):
+        self.r, self.naming, self.out, self.stats = restorer, naming, naming.out, stats
+        self.save_faces, self.compare, self.max_pixels, self.draw_box = save_faces, compare, max_pixels, draw_box
+        self.progress: Optional[ItemProgress] = None
+        self.noticed_crop = False
+
+    def advance(self) -> None:
+        if self.progress is not None:
+            self.progress.advance()
 
     def fail(self, msg: str) -> None:
         self.stats.failed += 1
@@ -89,23 +188,24 @@ class _Run:
     def warn(self, msg: str) -> None:
         typer.echo(f"warning: {msg}", err=True)
 
-    def target(self, item) -> pathlib.Path:
-        from ..io import output_extension
-
-        rel = item.relative
-        return self.out / rel.with_suffix(output_extension(rel))
-
     def _read(self, item):
         from ..errors import InputImageError
         from ..io import read_image
 
         if item.error:
             self.fail(item.error)
+            self.advance()
             return None
-        target = self.target(item)
+        target = self.naming.target(item)
+        clash = self.naming.claim(item, target)
+        if clash:
+            self.fail(clash)
+            self.advance()
+            return None
         try:
             if target.exists() and target.resolve() == item.path.resolve():
                 self.fail(f"{item.path}: the output would overwrite the input; choose another -o folder")
+                self.advance()
                 return None
         except OSError:
             pass
@@ -113,6 +213,7 @@ class _Run:
             img, info = read_image(item.path, self.max_pixels)
         except InputImageError as exc:
             self.fail(str(exc))
+            self.advance()
             return None
         if info.frames > 1:
             self.warn(f"{item.path}: {info.frames} frames, only the first is restored")
@@ -169,6 +270,7 @@ class _Run:
                     detections.append(Detection(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2)))
         results = self.r.restore_many(images, detections)
         for (item, img, info, target), res in zip(group, results):
+            self.advance()
             self.stats.photos += 1
             self.stats.faces += res.n_found
             self.stats.restored += res.n_restored
@@ -176,7 +278,7 @@ class _Run:
             if res.n_restored == 0:
                 self.stats.copied += res.n_found == 0
                 why = "no face found" if res.n_found == 0 else f"{res.n_found} face(s), none restored ({res.faces[0].reason})"
-                if self.r.upscale == 1 and target.suffix.lower() == item.path.suffix.lower():
+                if self.r.upscale == 1 and target.suffix.lower() == item.path.suffix.lower() and not self.draw_box:
                     self.warn(f"{item.path}: {why}; copied unchanged")
                     try:
                         target.parent.mkdir(parents=True, exist_ok=True)
@@ -185,7 +287,12 @@ class _Run:
                         self.fail(f"{target}: cannot write ({exc.strerror or exc})")
                     continue
                 self.warn(f"{item.path}: {why}; written without changes to faces")
-            if not self._write(target, res.image, info):
+            image = res.image
+            if self.draw_box:
+                from ..restore import draw_boxes
+
+                image = draw_boxes(image, res.faces, self.r.upscale)
+            if not self._write(target, image, info):
                 continue
             self._extras(item, target, img, res)
 
@@ -208,49 +315,59 @@ class _Run:
 
     # -- aligned crops ----------------------------------------------------------------------------
     def aligned(self, items) -> None:
+        """Aligned crops, batched by size; a non-square crop is centre-cropped to a square (as
+        training does with CelebA's 178x218), with one notice for the run."""
         import torch
-        import torch.nn.functional as F
 
-        from ..io import write_image
+        pending: dict[int, list] = {}
 
-        size = self.r.lq_size
-        pending: list = []
-
-        def flush() -> None:
-            if not pending:
+        def flush(size: int) -> None:
+            group = pending.pop(size, [])
+            if not group:
                 return
-            batch = torch.stack([p[1] for p in pending])
-            out = self.r.restore_faces(batch)
-            for (item, _lq, info, target, img), face in zip(pending, out):
+            out = self.r.restore_aligned(torch.stack([p[1] for p in group]))
+            for (item, lq, info, target), face in zip(group, out):
+                self.advance()
                 if self._write(target, face, info):
                     self.stats.photos += 1
-                    self._extras_aligned(target, _lq, face, img)
-            pending.clear()
+                    self._extras_aligned(target, lq, face)
 
         for item in items:
             got = self._read(item)
             if got is None:
                 continue
             img, info, target = got
-            h, w = img.shape[-2:]
-            if h != w:
-                self.warn(f"{item.path}: {w}x{h} is not square; resized to {size}x{size} anyway")
-            lq = F.interpolate(img[None], size=(size, size), mode="bicubic", align_corners=False,
-                               antialias=max(h, w) > size)[0].clamp(0, 1)
-            pending.append((item, lq, info, target, img))
-            if len(pending) >= self.r.batch_size:
-                flush()
-        flush()
+            face = self._square(item, img)
+            pending.setdefault(face.shape[-1], []).append((item, face, info, target))
+            if len(pending[face.shape[-1]]) >= self.r.batch_size:
+                flush(face.shape[-1])
+        for size in list(pending):
+            flush(size)
 
-    def _extras_aligned(self, target: pathlib.Path, lq, face, img) -> None:
+    def _square(self, item, img):
+        h, w = img.shape[-2:]
+        if h == w:
+            return img
+        side = min(h, w)
+        if not self.noticed_crop:
+            self.noticed_crop = True
+            typer.echo(f"note: non-square aligned crops (first: {item.path}, {w}x{h}) are centre-cropped to "
+                       f"squares ({side}x{side} here), as in training", err=True)
+        top, left = (h - side) // 2, (w - side) // 2
+        return img[:, top:top + side, left:left + side]
+
+    def _extras_aligned(self, target: pathlib.Path, lq, face) -> None:
         import torch
         import torch.nn.functional as F
 
         from ..io import write_image
 
         stem = target.relative_to(self.out).with_suffix("")
-        if self.save_faces:
-            write_image(self.out / "faces" / f"{stem}_input.png", lq)
+        if self.save_faces:  # the face as the model saw it
+            size = self.r.lq_size
+            model_in = F.interpolate(lq[None], size=(size, size), mode="bicubic", align_corners=False,
+                                     antialias=lq.shape[-1] > size)[0].clamp(0, 1)
+            write_image(self.out / "faces" / f"{stem}_input.png", model_in)
             write_image(self.out / "faces" / f"{stem}_restored.png", face)
         if self.compare:
             left = F.interpolate(lq[None], size=face.shape[-2:], mode="nearest")[0]
