@@ -72,14 +72,31 @@ def rescale_matrices(matrices: Tensor, factor: float) -> Tensor:
     return m
 
 
+def warp_affine(src: Tensor, matrices: Tensor, size: tuple[int, int], mode: str = "bilinear",
+                padding_mode: str = "zeros") -> Tensor:
+    """``src`` (N, C, H, W) warped by ``matrices`` (N, 2, 3), which map source pixel coordinates
+    (pixel centres at integers) to output pixels, into ``size`` = (h, w). The same convention as
+    ``kornia.geometry.transform.warp_affine(..., align_corners=True)`` and OpenCV's warpAffine,
+    with torch alone (importing kornia costs more than restoring a photo)."""
+    n, _, hs, ws = src.shape
+    h, w = size
+    full = torch.cat([matrices.double(), matrices.new_tensor([[[0.0, 0.0, 1.0]]]).double().expand(n, 1, 3)], 1)
+    inv = torch.linalg.inv(full)[:, :2].to(src.device)  # output pixel -> source pixel
+    ys, xs = torch.meshgrid(torch.arange(h, device=src.device, dtype=torch.float64),
+                            torch.arange(w, device=src.device, dtype=torch.float64), indexing="ij")
+    pts = torch.stack([xs, ys, torch.ones_like(xs)], -1).view(1, h * w, 3)
+    xy = pts @ inv.transpose(1, 2)  # (N, h*w, 2) in source pixels
+    norm = torch.tensor([max(ws - 1, 1), max(hs - 1, 1)], dtype=torch.float64, device=src.device)
+    grid = (2 * xy / norm - 1).view(n, h, w, 2).to(src.dtype)
+    return F.grid_sample(src, grid, mode=mode, padding_mode=padding_mode, align_corners=True)
+
+
 def warp_crops(image: Tensor, matrices: Tensor, size: int, *, antialias: bool = True, max_factor: int = 8) -> Tensor:
     """Aligned crops ``(N, 3, size, size)`` from one photo ``(3, H, W)`` (or ``(N, 3, H, W)``).
 
     A face bigger than ``size`` in the photo is warped at ``f * size`` (f a power of two up to
     ``max_factor``) and averaged down ``f x f``; smaller faces are warped directly.
     """
-    import kornia
-
     n = matrices.shape[0]
     if n == 0:
         return image.new_zeros(0, image.shape[-3], size, size)
@@ -94,8 +111,7 @@ def warp_crops(image: Tensor, matrices: Tensor, size: int, *, antialias: bool = 
         idx = (factors == f).nonzero().flatten()
         m = rescale_matrices(matrices[idx], f).to(src)
         imgs = src.expand(len(idx), -1, -1, -1) if src.shape[0] == 1 else src[idx.to(src.device)]
-        crops = kornia.geometry.transform.warp_affine(imgs, m, (size * f, size * f), mode="bilinear",
-                                                      padding_mode="border", align_corners=True)
+        crops = warp_affine(imgs, m, (size * f, size * f), mode="bilinear", padding_mode="border")
         if f > 1:
             crops = F.avg_pool2d(crops, f)
         out[idx.to(out.device)] = crops
@@ -199,8 +215,6 @@ def paste_faces(image: Tensor, faces: Tensor, matrices: Tensor, mask: Tensor, *,
     its bounding box, so memory does not grow with the photo; faces are blended in order, so
     overlapping faces stay consistent.
     """
-    import kornia
-
     out = image.clone()
     n, _, s, _ = faces.shape
     if n == 0:
@@ -226,8 +240,7 @@ def paste_faces(image: Tensor, faces: Tensor, matrices: Tensor, mask: Tensor, *,
         m[:, 2] -= torch.tensor([x0, y0], dtype=torch.float64)  # crop -> box coordinates
         m = m.float().unsqueeze(0).to(image.device)
         src = torch.cat([faces[i:i + 1], mask[i:i + 1].to(image) if mask.shape[0] > 1 else mask.to(image)], 1)
-        warped = kornia.geometry.transform.warp_affine(src, m, (y1 - y0, x1 - x0), mode="bilinear",
-                                                       padding_mode="zeros", align_corners=True)[0]
+        warped = warp_affine(src, m, (y1 - y0, x1 - x0), mode="bilinear", padding_mode="zeros")[0]
         face, alpha = warped[:3], warped[3:4].clamp(0, 1)
         region = out[:, y0:y1, x0:x1]
         out[:, y0:y1, x0:x1] = region + alpha * (face - region)
