@@ -250,6 +250,9 @@ class EvalModel:
     source: str = ""
     module: Optional[nn.Module] = None
     scale: int = 4
+    #: resizes any input to its own input size and its output to the target's, as `restore`
+    #: does; such a model can be scored on a set of any geometry
+    adaptive: bool = False
 
     @property
     def params(self) -> int:
@@ -278,6 +281,29 @@ def bicubic_model(scale: int, device: torch.device | str = "cpu") -> EvalModel:
         return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
 
     return EvalModel("bicubic", restore, "torch bicubic interpolation", None, scale)
+
+
+def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu") -> EvalModel:
+    """A model scored on inputs of any size the way ``restore`` uses it: the input is resized to
+    the model's input size (:meth:`facerestore.restore.Restorer.run_model`), the output to the
+    target size. ``bicubic`` is the input itself, resized to the target size."""
+    if spec == "bicubic":
+        def resize(lq: Tensor) -> Tensor:
+            if lq.shape[-1] == hq_size:
+                return lq
+            return F.interpolate(lq, size=(hq_size, hq_size), mode="bicubic", align_corners=False,
+                                 antialias=lq.shape[-1] > hq_size).clamp(0, 1)
+
+        return EvalModel("input (bicubic)", resize, "the input, bicubic-resized to the target size", None, 1, True)
+    from .restore import Restorer
+
+    r = Restorer.from_pretrained(spec, device=device, channels_last=False)
+    base = _generator_model(_display_name(spec), r.generator, f"{spec} through Restorer.run_model")
+
+    def restore(lq: Tensor) -> Tensor:
+        return r.run_model(lq)[0]
+
+    return dataclasses.replace(base, restore=restore, adaptive=True)
 
 
 def _display_name(spec: str) -> str:
@@ -427,7 +453,7 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
     if len(data) == 0:
         raise FaceRestoreError("the paired set is empty")
     for m in models:
-        if m.scale * data.lq_size != data.hq_size:
+        if not m.adaptive and m.scale * data.lq_size != data.hq_size:
             raise FaceRestoreError(f"model {m.name!r} upscales x{m.scale} but the set pairs "
                                    f"{data.lq_size}px inputs with {data.hq_size}px targets")
     nets = _MetricNets(device, skip, log)
@@ -446,6 +472,9 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
         for m in models:
             t0 = time.perf_counter()
             sr = m.restore(lq).float()
+            if m.adaptive and sr.shape[-2:] != hq.shape[-2:]:
+                sr = F.interpolate(sr, size=hq.shape[-2:], mode="bicubic", align_corners=False,
+                                   antialias=sr.shape[-1] > hq.shape[-1])
             if sr.shape != hq.shape:
                 raise FaceRestoreError(f"model {m.name!r} returned {tuple(sr.shape)} for targets {tuple(hq.shape)}")
             sr = _quantize(sr) if quantize else sr.clamp(0, 1)

@@ -1,0 +1,142 @@
+"""Quality by scale: how each model does on faces degraded by r = 1, 2, 4, 8, with and without
+masks, plus the paper-like x4 protocol (issue 14).
+
+    .venv/bin/python benchmarks/by_scale.py --model runs/masked_any/ckpt_00012000.safetensors
+    .venv/bin/python benchmarks/by_scale.py --model masked-any --limit 32 --out ''   # smoke run
+
+Every protocol degrades all 600 faces of ``celeba/val`` (identities disjoint from training) once
+with seed 0 (batches of 32 on the CPU), keeping the low-resolution input at 128 / r px:
+
+* ``r1 clean``: nothing (a sharp face: a model must give it back unchanged);
+* ``r1 masked``: the jdsr_gan recipe's mask only (MaskTheFace templates half the time);
+* ``r2 / r4 / r8``: the jdsr_gan recipe's degradation (mask, blur 0.2-1.5, bicubic downscale by r,
+  noise <= 0.03, JPEG 40-95 half the time); r4 is that recipe exactly;
+* ``paper x4``: MaskTheFace templates only, bicubic x4 only, no blur/noise/JPEG.
+
+Models see each input the way ``restore`` feeds them (``Restorer.run_model``: resized to the
+model's own input size), outputs are scored at 128 px and rounded to 8 bits. ``input (bicubic)`` is
+the degraded input itself, bicubic-resized to 128 px. Writes a section of docs/benchmarks.md
+between ``<!-- by_scale:begin -->`` and ``<!-- by_scale:end -->``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import datetime
+import os
+import pathlib
+import re
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- by_scale:begin -->", "<!-- by_scale:end -->"
+COLUMNS = ("psnr", "psnr_visible", "psnr_occluded", "ssim", "lpips", "id_cosine", "id_verified")
+
+
+def protocols(recipe) -> dict[str, list[dict]]:
+    """Protocol name -> ``[[degradation]]`` list, derived from the jdsr_gan recipe's."""
+    chain = copy.deepcopy(recipe.degradation)
+    mask = [d for d in chain if d["type"] == "random_mask"]
+
+    def at(r: int) -> list[dict]:
+        out = copy.deepcopy(chain)
+        for d in out:
+            if d["type"] == "downscale":
+                d["scale"] = r
+        return out
+
+    paper_mask = [{**copy.deepcopy(mask[0]), "template_prob": 1.0}]
+    return {"r1 clean": [], "r1 masked": copy.deepcopy(mask), "r2": at(2), "r4": at(4), "r8": at(8),
+            "paper x4": paper_mask + [{"type": "downscale", "scale": 4, "mode": "bicubic"}]}
+
+
+def paired(recipe, name: str, chain: list[dict], val: str, limit: int | None, seed: int):
+    import dataclasses
+
+    import torch
+
+    from facerestore.evaluate import degrade_faces
+
+    r = dataclasses.replace(recipe, degradation=chain, name=f"{recipe.name} ({name})")
+    if chain:
+        return degrade_faces(val, r, seed, limit=limit)
+    # r = 1 without a mask: the pipeline is empty; the set is the faces themselves
+    data = degrade_faces(val, dataclasses.replace(r, degradation=[{"type": "gaussian_noise", "sigma": [0.0, 0.0]}]),
+                         seed, limit=limit)
+    data.occlusion_hq = torch.zeros_like(data.hq[:, :1])
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", action="append", required=True, help="model name or checkpoint (repeatable)")
+    p.add_argument("--baseline", default="jdsr-x4", help="x4 model scored at r4 and paper x4 only ('' = none)")
+    p.add_argument("--val", default="../shared/data/celeba/val")
+    p.add_argument("--recipe", default="recipes/jdsr_gan.toml")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip", default="landmarks,speed", help="metric groups not computed")
+    p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
+    args = p.parse_args(argv)
+    os.chdir(ROOT)
+    import torch
+
+    from facerestore import evaluate as E
+    from facerestore.recipe import load_recipe
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    recipe = load_recipe(args.recipe)
+    skip = [s for s in args.skip.split(",") if s]
+    rows, t0 = [], time.perf_counter()
+    for name, chain in protocols(recipe).items():
+        data = paired(recipe, name, chain, args.val, args.limit, args.seed)
+        specs = ["bicubic", *args.model]
+        if args.baseline and name in ("r4", "paper x4"):
+            specs.insert(1, args.baseline)
+        models = [E.adaptive_model(s, data.hq_size) for s in specs]
+        report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
+        for m in report.models:
+            rows.append((name, m.name, m.values))
+        print(f"[{time.perf_counter() - t0:6.0f}s] {name}: " + "; ".join(
+            f"{m.name} {m.values['psnr']:.2f} dB" for m in report.models), flush=True)
+    table = render(rows, args, len(data), time.perf_counter() - t0)
+    print(table)
+    if args.out:
+        write(pathlib.Path(args.out), table)
+    return 0
+
+
+def render(rows, args, count: int, seconds: float) -> str:
+    from facerestore.evaluate import METRICS, machine_description
+
+    head = "| protocol | model | " + " | ".join(METRICS[c][0] for c in COLUMNS) + " |"
+    lines = [
+        "## Quality by scale (issue 14)", "",
+        f"Command: `python benchmarks/by_scale.py {' '.join(sys.argv[1:])}`; "
+        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_description('cpu')}, "
+        f"{seconds / 60:.1f} min. Data: {count} faces of `{args.val}`, degradation seed {args.seed}; "
+        "protocols and model inputs as in the script's docstring. PSNR vis./occl.: outside/inside the "
+        "synthetic mask (occl. over masked faces only; r1 clean has no mask).", "",
+        head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for proto, model, v in rows:
+        cells = [METRICS[c][3].format(v[c]) if c in v and v[c] == v[c] else "-" for c in COLUMNS]
+        lines.append(f"| {proto} | {model} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write(path: pathlib.Path, table: str) -> None:
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{BEGIN}\n{table}{END}"
+    if BEGIN in text:
+        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
