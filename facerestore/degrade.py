@@ -27,7 +27,7 @@ import dataclasses
 import json
 import math
 import pathlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, Optional
 
 import torch
@@ -227,8 +227,10 @@ def read_degradation_recipe(path: str | pathlib.Path) -> tuple[list[dict[str, An
 def degrade_folder(src: str | pathlib.Path, out: str | pathlib.Path, recipe: str | pathlib.Path, seed: int = 0,
                    limit: int | None = None, device: str = "cpu", batch_size: int = 32,
                    landmark_cache: str | pathlib.Path | None = None,
-                   grid: str | pathlib.Path | None = None) -> dict[str, Any]:
-    """Degrade the faces under ``src`` once with the recipe's pipeline and write a paired set."""
+                   grid: str | pathlib.Path | None = None,
+                   progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+    """Degrade the faces under ``src`` once with the recipe's pipeline and write a paired set;
+    ``progress(n)`` is called after each batch with the number of source files it covered."""
     from .data import FaceFolder
     from .landmark_cache import LandmarkCache
 
@@ -243,6 +245,8 @@ def degrade_folder(src: str | pathlib.Path, out: str | pathlib.Path, recipe: str
     def batches() -> Iterator[tuple[DegradationBatch, list[str]]]:
         for start in range(0, len(ds), batch_size):
             items = [ds[i] for i in range(start, min(len(ds), start + batch_size))]
+            if progress is not None:
+                progress(len(items))
             items = [it for k, it in enumerate(items) if it["index"] == start + k]  # unreadable: skipped
             if not items:
                 continue

@@ -441,8 +441,10 @@ def _quantize(x: Tensor) -> Tensor:
 @torch.inference_mode()
 def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device | str = "cpu",
              batch_size: int = 16, skip: Sequence[str] = (), grid_faces: int = 6, quantize: bool = True,
-             speed_seconds: float = 3.0, log: Callable[[str], None] = lambda s: None) -> EvalReport:
-    """Score every model on ``data`` (see the module docstring); returns an :class:`EvalReport`."""
+             speed_seconds: float = 3.0, log: Callable[[str], None] = lambda s: None,
+             progress: Optional[Callable[[int], None]] = None) -> EvalReport:
+    """Score every model on ``data`` (see the module docstring); returns an :class:`EvalReport`.
+    ``progress(n)`` is called after each batch of ``n`` faces (all models scored)."""
     device = torch.device(device)
     unknown = set(skip) - set(OPTIONAL_GROUPS)
     if unknown:
@@ -506,7 +508,10 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
         for i in range(min(len(lq), grid_faces - len(grid))):
             up = F.interpolate(lq[i:i + 1], size=hq.shape[-2:], mode="nearest")[0]
             grid.append([t.cpu() for t in (up, *(o[i] for o in outs), hq[i])])
-        log(f"evaluated {sl.stop}/{n} faces")
+        if progress is not None:
+            progress(sl.stop - sl.start)
+        else:
+            log(f"evaluated {sl.stop}/{n} faces")
     results = []
     for m in models:
         res = ModelResult(m.name, m.source, m.params, seconds=seconds[m.name])

@@ -26,6 +26,10 @@ WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 BUNDLED: dict[str, str] = {
     "jdsr-x4": "jdsr-x4.safetensors",
 }
+#: bundled model name -> what it is and what it was trained on (shown by `facerestore doctor`)
+BUNDLED_INFO: dict[str, str] = {
+    "jdsr-x4": "recipes/jdsr_gan_small.toml, 32 -> 128 px; celeba/train, 48,000 images; docs/model-card.md",
+}
 #: weight-free models: name -> (generator spec given the scale)
 BUILTIN = ("bicubic",)
 #: face size the weight-free models assume (LQ input = HQ_SIZE / scale)

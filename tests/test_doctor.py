@@ -45,3 +45,15 @@ def test_doctor_parity_line():
     assert line.startswith("ok") and "parity vs dlib on astronaut chip: cosine" in line
     cos = float(line.split("cosine ")[1].split(")")[0].split(";")[0])
     assert cos >= 0.999
+
+
+def test_doctor_lists_bundled_models():
+    import hashlib
+
+    from facerestore.zoo import BUNDLED, bundled_path
+
+    result = CliRunner().invoke(app, ["doctor", "--no-parity"])
+    for name in BUNDLED:
+        line = next(l for l in result.output.splitlines() if l.split()[1:3] == ["model", name])
+        digest = hashlib.sha256(bundled_path(name).read_bytes()).hexdigest()[:16]
+        assert line.startswith("ok") and f"sha256 {digest}" in line and "celeba" in line

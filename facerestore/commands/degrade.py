@@ -23,6 +23,7 @@ def register(app: typer.Typer) -> None:
         batch_size: int = typer.Option(32, "--batch-size", min=1, help="Faces degraded together."),
         landmarks: Optional[Path] = typer.Option(None, "--landmarks", help="Landmark cache JSON (default: aligned template)."),
         grid: Optional[Path] = typer.Option(None, "--grid", help="Also write a before/after PNG of the first 16 faces."),
+        quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
     ) -> None:
         """Degrade faces once (masks, blur, downscale, noise, JPEG) and write a paired set for evaluation."""
         import torch
@@ -35,8 +36,13 @@ def register(app: typer.Typer) -> None:
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise FaceRestoreError(f"--device {device}: CUDA is not available here")
         torch.set_num_threads(max(1, min(torch.get_num_threads(), 4)))
-        m = degrade_folder(src, out, recipe, seed=seed, limit=limit, device=device, batch_size=batch_size,
-                           landmark_cache=landmarks, grid=grid)
+        from ..data import list_images
+        from ..progress import ItemProgress
+
+        total = len(list_images(src))
+        with ItemProgress(min(total, limit or total), "degrade", unit="faces", quiet=quiet) as bar:
+            m = degrade_folder(src, out, recipe, seed=seed, limit=limit, device=device, batch_size=batch_size,
+                               landmark_cache=landmarks, grid=grid, progress=bar.advance)
         typer.echo(f"wrote {m['count']} pairs ({m['hq_size']}px -> {m['lq_size']}px, seed {seed}) to {out}")
         if grid is not None:
             typer.echo(f"grid: {grid}")

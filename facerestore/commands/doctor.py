@@ -147,6 +147,25 @@ def check_facenet() -> Check:
                  "MIT code; VGGFace2-trained weights")
 
 
+def check_models() -> list[Check]:
+    """One line per bundled model: file size, sha256 (first 16 hex digits), what it was trained on."""
+    import hashlib
+
+    from ..defaults import DEFAULT_MODEL
+    from ..zoo import BUNDLED, BUNDLED_INFO, bundled_path
+
+    out = []
+    for name in BUNDLED:
+        path = bundled_path(name)
+        if not path.is_file():
+            out.append(Check(f"model {name}", "missing", path=str(path), note="not in this install"))
+            continue
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        note = BUNDLED_INFO.get(name, "") + ("; the default" if name == DEFAULT_MODEL else "")
+        out.append(Check(f"model {name}", "ok", f"{path.stat().st_size / 1e6:.2f} MB sha256 {digest}", str(path), note))
+    return out
+
+
 def run_checks(parity: bool = True) -> list[Check]:
     return [
         _guard("core", check_core),
@@ -158,6 +177,7 @@ def run_checks(parity: bool = True) -> list[Check]:
         _guard("5-point predictor", lambda: check_shape_predictor(5)),
         _guard("MTCNN (detector)", check_mtcnn),
         _guard("facenet (identity)", check_facenet),
+        *check_models(),
     ]
 
 

@@ -63,8 +63,11 @@ def register(app: typer.Typer) -> None:
                 m.name = f"{m.name} ({i + 1})"
         log(f"{len(pairs)} faces {pairs.lq_size}->{pairs.hq_size}px, {len(models)} model(s), device {dev}, "
             f"{torch.get_num_threads()} threads")
-        report = E.evaluate(models, pairs, dev, batch_size=batch_size, skip=skips, grid_faces=grid_faces,
-                            speed_seconds=speed_seconds, log=log)
+        from ..progress import ItemProgress
+
+        with ItemProgress(len(pairs), "eval", unit="faces", quiet=quiet) as bar:
+            report = E.evaluate(models, pairs, dev, batch_size=batch_size, skip=skips, grid_faces=grid_faces,
+                                speed_seconds=speed_seconds, log=log, progress=bar.advance)
         table = report.to_markdown()
         typer.echo(table, nl=False)
         if markdown is not None:
