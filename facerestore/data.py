@@ -131,3 +131,15 @@ def to_float(batch: dict[str, Any] | Tensor, device: torch.device | str = "cpu",
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
+
+
+def to_uint8(x: Tensor) -> Tensor:
+    """float in [0, 1] (any shape, any device) -> uint8 with the same shape, on the same device:
+    clamp, scale by 255, round half to even. The one float -> 8-bit rule of the package (image
+    files, evaluation's 8-bit outputs, validation, detectors' inputs, video frames)."""
+    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def quantize(x: Tensor) -> Tensor:
+    """``x`` as float again after :func:`to_uint8`: what a user gets back from a saved PNG."""
+    return to_uint8(x).float().div(255)

@@ -72,7 +72,9 @@ def degrade_batch(hq: Tensor, pipeline: Sequence[Degradation], generator: torch.
 def _save_png(t: Tensor, path: pathlib.Path) -> None:
     from PIL import Image
 
-    a = (t.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu()
+    from .data import to_uint8
+
+    a = to_uint8(t).cpu()
     if a.shape[0] == 1:
         Image.fromarray(a[0].numpy(), mode="L").save(path)
     else:

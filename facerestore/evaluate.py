@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import metrics as M
+from .data import quantize, to_uint8
 from .errors import FaceRestoreError
 
 #: optional metric groups (pixel metrics are always computed)
@@ -233,7 +234,7 @@ def _paired_from(obj: Any, desc: dict[str, Any]) -> PairedSet:
     if occ is not None and occ.shape[-2:] != hq.shape[-2:]:
         occ = F.interpolate(occ.float(), size=hq.shape[-2:], mode="bilinear", align_corners=False)
     stems = list(get("stems") or get("names") or [f"{i:06d}" for i in range(len(lq))])
-    q = lambda t: None if t is None else (t.detach().float().cpu().clamp(0, 1) * 255).round() / 255  # noqa: E731
+    q = lambda t: None if t is None else quantize(t.cpu())  # noqa: E731
     return PairedSet(stems, q(lq), q(hq), None if occ is None else occ.detach().float().cpu().clamp(0, 1),
                      {**desc, "count": len(stems)})
 
@@ -435,7 +436,7 @@ class _MetricNets:
 
 
 def _quantize(x: Tensor) -> Tensor:
-    return x.clamp(0, 1).mul(255).round().div(255)
+    return quantize(x)
 
 
 @torch.inference_mode()
@@ -556,7 +557,7 @@ def save_grid(report: EvalReport, path: str | os.PathLike[str], labels: Optional
         draw.text((pad + c * (w + pad) + 2, 1), text, fill="black")
     for r, row in enumerate(report.grid):
         for c, img in enumerate(row):
-            arr = (img.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+            arr = to_uint8(img).permute(1, 2, 0).numpy()
             canvas.paste(Image.fromarray(arr), (pad + c * (w + pad), head + pad + r * (h + pad)))
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -239,7 +239,9 @@ def _cmyk_to_rgb(img):
 
 def to_uint8(tensor: Tensor) -> np.ndarray:
     """(3, H, W) or (1, H, W) float [0, 1] -> (H, W, C) uint8, rounded."""
-    t = tensor.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu()
+    from .data import to_uint8 as quantize8
+
+    t = quantize8(tensor).cpu()
     return t.permute(1, 2, 0).numpy()
 
 

@@ -286,7 +286,9 @@ class IdentityMetric:
 def _uint8_hwc(faces: Tensor):
     import numpy as np
 
-    arr = (faces.detach().float().cpu().clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255.0 + 0.5).astype(np.uint8)
+    from .data import to_uint8
+
+    arr = to_uint8(faces).permute(0, 2, 3, 1).cpu().numpy()
     return [np.ascontiguousarray(a) for a in arr]
 
 

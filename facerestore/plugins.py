@@ -54,6 +54,30 @@ def _source_of(ep: md.EntryPoint) -> str:
     return ep.value
 
 
+def _dist_name(ep: md.EntryPoint) -> str:
+    dist = getattr(ep, "dist", None)
+    return dist.name if dist is not None else ""
+
+
+def ep_key(ep: md.EntryPoint) -> str:
+    """The plugin's name: ``distribution:entry point``, so two packages that both call their
+    entry point ``plugin`` are two plugins, not one silently dropped."""
+    dist = _dist_name(ep)
+    return f"{dist}:{ep.name}" if dist else ep.name
+
+
+def entry_points() -> list[md.EntryPoint]:
+    """The group's entry points, one per (distribution, name): the same distribution visible
+    twice on ``sys.path`` is loaded once."""
+    out, seen = [], set()
+    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
+        key = (_dist_name(ep), ep.name)
+        if key not in seen:
+            seen.add(key)
+            out.append(ep)
+    return out
+
+
 def load_plugins(registry: Registry, extra: dict[str, Any] | None = None) -> pluggy.PluginManager:
     """Load every entry point of group ``facerestore`` (plus ``extra`` name -> plugin objects,
     for tests and embedding) into ``registry``; return the plugin manager.
@@ -62,12 +86,8 @@ def load_plugins(registry: Registry, extra: dict[str, Any] | None = None) -> plu
     """
     pm = plugin_manager()
     candidates: list[tuple[str, str, Any]] = []  # (name, source, plugin object or entry point)
-    seen: set[str] = set()
-    for ep in md.entry_points(group=ENTRY_POINT_GROUP):
-        if ep.name in seen:  # the same distribution visible twice on sys.path
-            continue
-        seen.add(ep.name)
-        candidates.append((ep.name, _source_of(ep), ep))
+    for ep in entry_points():
+        candidates.append((ep_key(ep), _source_of(ep), ep))
     for name, obj in (extra or {}).items():
         candidates.append((name, getattr(obj, "__name__", name), obj))
 

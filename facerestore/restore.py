@@ -23,6 +23,7 @@ from torch import Tensor, nn
 
 from . import align
 from .interfaces import Detection, FaceDetector
+from .data import to_uint8
 from .device import resolve_device
 from .defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
 from .zoo import model_geometry, resolve_model
@@ -301,7 +302,7 @@ def to_tensor(image: Any) -> tuple[Tensor, Any]:
 
         def back_tensor(out: Tensor) -> Tensor:
             out = out.to(image.device)
-            return out.mul(255).round().to(torch.uint8) if dtype == torch.uint8 else out.to(dtype)
+            return to_uint8(out) if dtype == torch.uint8 else out.to(dtype)
 
         return t, back_tensor
     if isinstance(image, np.ndarray):

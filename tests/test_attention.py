@@ -47,11 +47,15 @@ def test_identity_attention_is_a_no_op():
     assert not list(NoAttention(8).parameters())
 
 
-def test_cbam_is_channel_then_spatial():
+def test_cbam_gates_both_channels_and_pixels():
+    """CBAM's output differs from either gate alone: the channel gate varies over C and the
+    spatial one over H, W (a CBAM reduced to one of them would pass neither check)."""
     torch.manual_seed(0)
     cbam = CBAM(16, reduction=4, kernel_size=3)
-    x = torch.randn(2, 16, 6, 6)
-    torch.testing.assert_close(cbam(x), cbam.spatial(cbam.channel(x)))
+    x = torch.rand(2, 16, 6, 6) + 0.1
+    ratio = cbam(x) / x
+    assert not torch.allclose(ratio, ratio[..., :1, :1].expand_as(ratio), atol=1e-4)  # not per channel only
+    assert not torch.allclose(ratio, ratio[:, :1].expand_as(ratio), atol=1e-4)  # not per pixel only
 
 
 def test_se_gates_per_channel_and_spatial_gates_per_pixel():

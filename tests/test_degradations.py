@@ -150,3 +150,39 @@ def test_paired_set_round_trip(tmp_path):
         load_paired_set(tmp_path / "set")
     with pytest.raises(FaceRestoreError, match="manifest"):
         load_paired_set(tmp_path)
+
+
+# -- any-scale training (issue 14) ---------------------------------------------------------------
+def test_random_downscale_draws_one_scale_per_batch_and_resize_restores_the_size():
+    from facerestore.interfaces import DegradationBatch
+    from facerestore.registry import create
+
+    hq = torch.rand(4, 3, 64, 64)
+    occ = torch.zeros(4, 1, 64, 64)
+    occ[:, :, 40:, 10:50] = 1
+    down = create("degradation", "random_downscale", scale=[2.0, 8.0], identity_prob=0.0)
+    back = create("degradation", "resize", size=64)
+    sizes = set()
+    for seed in range(6):
+        b = DegradationBatch.from_hq(hq).replace(occlusion_hq=occ)
+        b = down(b, torch.Generator().manual_seed(seed))
+        side = b.lq.shape[-1]
+        sizes.add(side)
+        assert 8 <= side <= 32 and b.clean.shape == b.lq.shape and b.occlusion.shape[-1] == side
+        r = b.extras["random_downscale.scale"]
+        assert r.shape == (4,) and torch.allclose(r, torch.full((4,), 64 / side))
+        b = back(b, torch.Generator())
+        assert b.lq.shape == (4, 3, 64, 64) and torch.equal(b.occlusion, occ)
+    assert len(sizes) > 1  # the factor changes from batch to batch
+    again = down(DegradationBatch.from_hq(hq), torch.Generator().manual_seed(0))
+    first = down(DegradationBatch.from_hq(hq), torch.Generator().manual_seed(0))
+    assert torch.equal(again.lq, first.lq)  # seeded
+
+
+def test_random_downscale_identity_keeps_the_input():
+    from facerestore.interfaces import DegradationBatch
+    from facerestore.registry import create
+
+    hq = torch.rand(2, 3, 32, 32)
+    b = create("degradation", "random_downscale", identity_prob=1.0)(DegradationBatch.from_hq(hq), torch.Generator())
+    assert torch.equal(b.lq, hq) and float(b.extras["random_downscale.scale"][0]) == 1.0

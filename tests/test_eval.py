@@ -119,10 +119,7 @@ def test_eval_two_models_and_checkpoint(paired, tmp_path):
     from facerestore.registry import default_registry
 
     spec = {"type": "sr_only", "upsampler": {"type": "jdsr_sr", "channels": 8, "blocks": 1, "scale": 4}}
-    try:
-        gen = default_registry().build("generator", spec, "generator").eval()
-    except Exception as exc:  # components of another issue not installed
-        pytest.skip(f"sr_only/jdsr_sr components unavailable: {exc}")
+    gen = default_registry().build("generator", spec, "generator").eval()
     torch.manual_seed(0)
     with torch.no_grad():  # make it differ visibly from bicubic
         for p in gen.parameters():
@@ -210,7 +207,7 @@ def test_eval_user_errors(paired, tmp_path):
 def test_eval_reads_sets_written_by_the_degrade_module(tmp_path):
     """The format `facerestore degrade` writes (facerestore.degrade.write_paired_set) is read
     through facerestore.degrade.load_paired_set, occlusion at HQ size."""
-    D = pytest.importorskip("facerestore.degrade")
+    import facerestore.degrade as D
     from facerestore.interfaces import DegradationBatch
 
     hq = torch.cat([_astronaut_face(128), torch.roll(_astronaut_face(128), 5, -1)])
@@ -232,11 +229,6 @@ def test_eval_reads_sets_written_by_the_degrade_module(tmp_path):
 
 
 def test_eval_degrades_a_face_folder_on_the_fly(tmp_path):
-    pytest.importorskip("facerestore.data")
-    from facerestore.registry import default_registry
-
-    if ("degradation", "downscale") not in default_registry():
-        pytest.skip("degradation components not installed")
     faces = tmp_path / "faces"
     faces.mkdir()
     base = _astronaut_face(160)[0]

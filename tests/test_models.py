@@ -106,7 +106,9 @@ def test_identity_embedding_modulates_the_sr_features():
     a = up(x, F.normalize(torch.randn(1, 6), dim=1)).image
     b = up(x, F.normalize(torch.randn(1, 6), dim=1)).image
     assert not torch.allclose(a, b)
-    torch.testing.assert_close(up(x, None).image, up(x, None).image)
+    # without an embedding the FiLM layers are skipped: the output is neither a nor b
+    none = up(x, None).image
+    assert not torch.allclose(none, a) and not torch.allclose(none, b)
 
 
 def test_stage_modules_partition_the_trainable_parameters(reg):
@@ -206,3 +208,26 @@ def test_timm_discriminator_is_random_init_and_global(reg):
     assert x.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="no_such_net"):
         reg.build("discriminator", {"type": "timm", "backbone": "no_such_net"})
+
+
+def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
+    from facerestore.registry import default_registry
+
+    spec = {"type": "jdsr_any", "identity_channels": 4, "fusion_channels": 8, "fusion_blocks": 1,
+            "denoiser": {"type": "jdsr_denoiser", "channels": 4, "depth": 1, "blocks": 1, "estimator_layers": 2,
+                         "estimator_channels": 4},
+            "upsampler": {"type": "jdsr_sr", "channels": 8, "blocks": 1, "scale": 4, "identity_dim": 4, "landmarks": 5,
+                          "prior_channels": 4}}
+    torch.manual_seed(0)
+    g = default_registry().build("generator", spec, "generator").eval()
+    assert g.scale == 1 and set(g.stage_modules()) == {"denoiser", "upsampler", "fusion"}
+    x = torch.rand(2, 3, 64, 64)
+    out = g(x)
+    assert out["sr"].shape == x.shape and out["coarse"].shape == x.shape
+    assert out["noise_map"].shape == (2, 1, 64, 64) and out["denoised"].shape == (2, 3, 16, 16)
+    assert out["heatmaps"].shape == (2, 5, 64, 64)
+    # untrained: about the mean of the input and the coarse face (alpha ~ 0.5, small residual)
+    mid = 0.5 * (x + out["coarse"])
+    assert (out["sr"] - mid).abs().mean() < (out["sr"] - x).abs().mean()
+    with pytest.raises(ValueError, match="divisible by 4"):
+        g(torch.rand(1, 3, 30, 30))

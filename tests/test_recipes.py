@@ -18,7 +18,7 @@ from facerestore.registry import default_registry
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.toml"))
 SHARED = REPO.parent / "shared" / "data"
-EXPECTED = {"jdsr_gan", "jdsr_gan_small", "jdsr_gan_x8", "jdsr_gan_paper", "two_stage", "sr_only", "bicubic"}
+EXPECTED = {"jdsr_gan", "jdsr_gan_small", "jdsr_gan_x8", "jdsr_gan_paper", "two_stage", "sr_only", "bicubic", "masked_any"}
 
 _loss_cache: dict[str, object] = {}
 
@@ -64,7 +64,11 @@ def test_recipe_loads_builds_and_is_consistent(path):
         assert set(stage.train) <= parts, (stage.name, parts)
     # the degradation ends at the recipe's LQ size
     downs = [d for d in r.degradation if d["type"] == "downscale"]
-    assert [d.get("scale") for d in downs] == [r.scale] or not r.degradation
+    if r.scale == 1 and r.degradation:  # any-scale recipes: a random downscale, then back to the working size
+        types = [d["type"] for d in r.degradation]
+        assert "random_downscale" in types and types[-1] == "resize" and r.degradation[-1]["size"] == r.hq_size
+    else:
+        assert [d.get("scale") for d in downs] == [r.scale] or not r.degradation
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=lambda p: p.stem)

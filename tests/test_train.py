@@ -208,3 +208,129 @@ def test_trains_from_an_image_folder(reg, tmp_path):
         result = Trainer(recipe, tmp_path / "run", device="cpu", registry=reg, tensorboard=False,
                          echo=lambda m: None).run()
     assert result.step == 2 and result.best_psnr is not None
+
+
+# ----------------------------------------------------------------------------------------------
+# code-health fixes (issue 17)
+# ----------------------------------------------------------------------------------------------
+def test_resume_is_exact_when_the_generator_draws_from_the_global_rng(reg, tmp_path):
+    """Dropout draws from torch's global stream; the DataLoader must not (it has its own)."""
+    from test_train_helpers import TinyGen
+
+    class DropGen(TinyGen):
+        def forward(self, lq):
+            out = super().forward(lq)
+            out["sr"] = torch.nn.functional.dropout(out["sr"], 0.2, self.training)
+            return out
+
+    reg.register("generator", "drop_gen", DropGen)
+    recipe = tiny_recipe(reg, steps=8)
+    recipe.generator = {"type": "drop_gen", "scale": 2}
+    full = make(reg, recipe, tmp_path / "full").run()
+    make(reg, recipe, tmp_path / "split", stop_at=4).run()
+    second = make(reg, recipe, tmp_path / "split", resume=True).run()
+    a, b = weights(full.last_checkpoint), weights(second.last_checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a if k.startswith(("generator.", "ema.")))
+
+
+def test_ema_follows_its_formula(reg, tmp_path):
+    from facerestore.train.ema import EMA
+
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.9)
+    before = ema.module.weight.clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model, 0)  # decay ramps: min(0.9, 1/10) = 0.1
+    assert torch.allclose(ema.module.weight, 0.1 * before + 0.9 * model.weight)
+    ema.update(model, 1000)  # past the ramp: the recipe's 0.9
+    expected = 0.9 * (0.1 * before + 0.9 * model.weight) + 0.1 * model.weight
+    assert torch.allclose(ema.module.weight, expected)
+
+
+def test_gradients_are_clipped(reg, tmp_path):
+    t = make(reg, tiny_recipe(reg, steps=2, grad_clip=1e-3), tmp_path / "run")
+    seen = []
+    orig = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        params = list(params)
+        total = orig(params, max_norm, *a, **k)
+        seen.append((float(total), float(torch.norm(torch.stack([p.grad.norm() for p in params])))))
+        return total
+
+    import facerestore.train.trainer as trainer_mod
+
+    trainer_mod.torch.nn.utils.clip_grad_norm_ = spy
+    try:
+        t.run()
+    finally:
+        trainer_mod.torch.nn.utils.clip_grad_norm_ = orig
+    assert seen and all(after <= 1e-3 * 1.01 for _, after in seen)
+    assert any(before > 1e-3 for before, _ in seen)
+
+
+def test_frozen_discriminator_parameters_stay_frozen(reg, tmp_path):
+    from test_train_helpers import TinyDisc
+
+    class HalfFrozen(TinyDisc):
+        def __init__(self):
+            super().__init__()
+            self.net[0].requires_grad_(False)
+
+    reg.register("discriminator", "half_frozen", HalfFrozen)
+    recipe = tiny_recipe(reg, steps=6, adv_start=0)
+    recipe.discriminator = {"type": "half_frozen"}
+    t = make(reg, recipe, tmp_path / "run")
+    w0 = t.D.net[0].weight.clone()
+    t.run()
+    assert not t.D.net[0].weight.requires_grad and torch.equal(t.D.net[0].weight, w0)
+
+
+def test_scaler_update_only_after_a_scaled_step(reg, tmp_path):
+    """An fp16 GradScaler raises on update() without scale(); a step with no active loss scales nothing."""
+    recipe = tiny_recipe(reg, steps=3, losses=[{"type": "l1", "on": "sr", "start": 2}])
+    t = make(reg, recipe, tmp_path / "run")
+
+    class Strict(torch.amp.GradScaler):
+        def __init__(self):
+            super().__init__("cpu", enabled=False)
+            self.scaled = False
+
+        def scale(self, x):
+            self.scaled = True
+            return super().scale(x)
+
+        def update(self, *a, **k):
+            if not self.scaled:
+                raise AssertionError("update() without scale()")
+            self.scaled = False
+
+    t.scaler = Strict()
+    t.run()
+    assert t.step == 3
+
+
+def test_cpu_bf16_autocast_is_opt_in(reg, tmp_path):
+    from facerestore.train.trainer import cpu_has_bf16
+
+    assert make(reg, tiny_recipe(reg), tmp_path / "a").amp_dtype is None
+    t = make(reg, tiny_recipe(reg, cpu_amp=True), tmp_path / "b")
+    assert t.amp_dtype == (torch.bfloat16 if cpu_has_bf16() else None)
+    t.run()  # trains under autocast and writes finite weights
+    assert all(torch.isfinite(v).all() for v in t.G.state_dict().values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the AMP/fp16 path)")
+def test_amp_on_cuda_trains(reg, tmp_path):
+    t = Trainer(tiny_recipe(reg, steps=4), tmp_path / "run", device="cuda", registry=reg,
+                dataset=TensorFaces(24, 16), val_set=val_set(), tensorboard=False, echo=lambda m: None)
+    assert t.amp_dtype in (torch.bfloat16, torch.float16)
+    assert t.run().step == 4
+
+
+def test_dataloader_workers_train_the_same_data(reg, tmp_path):
+    recipe = tiny_recipe(reg, steps=4)
+    recipe.data.workers = 2
+    res = make(reg, recipe, tmp_path / "run").run()
+    assert res.step == 4 and res.last_checkpoint.is_file()

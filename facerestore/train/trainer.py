@@ -130,10 +130,13 @@ class Trainer:
                                       betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
         self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lambda s: lr_factor(s, cfg))
         self.opt_d = self.sched_d = None
+        self._d_params: list[nn.Parameter] = []
+        self._scaled = False
         if self.D is not None:
             self.D.to(self.device, memory_format=mf)
             dist.broadcast_module(self.D, self.dist)
-            self.opt_d = torch.optim.Adam([p for p in self.D.parameters() if p.requires_grad], lr=cfg.lr_d,
+            self._d_params = [p for p in self.D.parameters() if p.requires_grad]
+            self.opt_d = torch.optim.Adam(self._d_params, lr=cfg.lr_d,
                                           betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
             self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
 
@@ -188,6 +191,7 @@ class Trainer:
 
     def _optimizer_step(self, loss: Tensor, module: nn.Module, opt: torch.optim.Optimizer) -> None:
         """Backward, gradients averaged over ranks, unscaled, clipped, then one optimiser step."""
+        self._scaled = True
         self.scaler.scale(loss).backward()
         params = [p for p in module.parameters() if p.requires_grad]
         dist.average_gradients(params, self.dist)
@@ -212,7 +216,11 @@ class Trainer:
         except ValueError as exc:
             raise FaceRestoreError(f"data.train: {exc}") from None
         workers = self.recipe.data.workers
+        # its own generator: iter() draws worker seeds from it, not from the global stream that
+        # components (dropout) use, so a resumed run stays in step with an uninterrupted one
+        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.dist.rank)
         loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                                             generator=gen,
                                              pin_memory=self.device.type == "cuda",
                                              persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
         return iter(loader)
@@ -245,6 +253,7 @@ class Trainer:
         lq = batch.lq.contiguous(memory_format=self.memory_format)
 
         adversarial = [t for t in terms if t.adversarial]
+        self._scaled = False
         if self.D is not None:
             self.D.requires_grad_(False)
         with self._autocast():
@@ -283,7 +292,8 @@ class Trainer:
         self.ema.update(self.G, step)
 
         if adversarial and self.D is not None:
-            self.D.requires_grad_(True)
+            for p in self._d_params:  # only what opt_d trains: parameters D froze stay frozen
+                p.requires_grad_(True)
             with self._autocast():
                 loss_d = sum(t.spec.weight * t.module.discriminator_loss(self.D, targets[t.spec.resolved_target()].float(),
                                                                          out[t.spec.on].detach().float())
@@ -298,7 +308,8 @@ class Trainer:
             with warnings.catch_warnings():  # before the adversarial start the D optimiser does not step
                 warnings.simplefilter("ignore", UserWarning)
                 self.sched_d.step()
-        self.scaler.update()
+        if self._scaled:  # an fp16 GradScaler refuses update() in a step that scaled nothing
+            self.scaler.update()
         self.step += 1
         return logs
 

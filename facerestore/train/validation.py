@@ -55,6 +55,7 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device,
              memory_format: torch.memory_format = torch.contiguous_format, batch_size: int = 32
              ) -> tuple[dict[str, float], Tensor]:
     """Mean PSNR/SSIM (RGB, [0, 1]) of ``model`` on ``val``, and the sample grid image."""
+    from ..data import quantize
     from ..metrics import psnr, ssim
 
     was_training = model.training
@@ -64,7 +65,7 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device,
         lq = val.lq[start:start + batch_size].to(device).contiguous(memory_format=memory_format)
         hq = val.hq[start:start + batch_size].to(device)
         out = model(lq)
-        sr = out["sr"].float().clamp(0, 1)
+        sr = quantize(out["sr"])  # scored as saved: 8-bit, like `facerestore eval`
         psnrs.append(psnr(sr, hq).cpu())
         ssims.append(ssim(sr, hq).cpu())
         if start == 0:
@@ -90,5 +91,7 @@ def save_grid(grid: Tensor, path: pathlib.Path) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    arr = (grid.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    from ..data import to_uint8
+
+    arr = to_uint8(grid).permute(1, 2, 0).cpu().numpy()
     Image.fromarray(arr).save(path)
