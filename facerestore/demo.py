@@ -56,7 +56,7 @@ def degradation_for(recipe) -> list[dict]:
         if spec.get("type") == "template_mask":
             continue
         if spec.get("type") == "random_mask" and spec.get("template_prob", 0) > 0:
-            folder = pathlib.Path(spec.get("folder", "../shared/data/masks/masktheface"))
+            folder = pathlib.Path(spec.get("folder", ""))
             if not (folder / "masks.cfg").is_file():
                 spec["template_prob"] = 0.0
         specs.append(spec)

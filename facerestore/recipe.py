@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import os
 import pathlib
 import tomllib
 import typing
@@ -43,7 +44,7 @@ BATCH_TENSORS = ("hq", "lq", "clean", "occlusion", "occlusion_hq", "heatmaps")
 
 @dataclasses.dataclass
 class DataConfig:
-    """Where faces come from. Relative paths are relative to the working directory."""
+    """Where faces come from. In a recipe file, relative paths are relative to that file."""
 
     train: list[str] = dataclasses.field(default_factory=list)
     val: str = ""
@@ -180,13 +181,44 @@ def load_recipe(source: str | pathlib.Path | Mapping[str, Any], overrides: list[
             raise RecipeError("", f"{path} is not valid TOML: {exc}") from None
         except UnicodeDecodeError:
             raise RecipeError("", f"{path} is not UTF-8 text") from None
-    for item in overrides or []:
+    if not isinstance(source, Mapping):
+        resolve_paths(data, pathlib.Path(source).parent)
+    for item in overrides or []:  # paths given on the command line are the user's: from the cwd
         apply_override(data, item)
     recipe = recipe_from_dict(data)
     recipe.source = origin
     if validate:
         validate_recipe(recipe, registry or default_registry())
     return recipe
+
+
+#: keys of a degradation spec that name files or folders
+PATH_KEYS = ("folder",)
+
+
+def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
+    """Make the recipe's relative paths (``data.train``, ``data.val``, a degradation's
+    ``folder``) relative to the recipe file's folder ``base`` instead of the working directory.
+    They stay relative (to the working directory) so runs and checkpoints do not embed absolute
+    paths of one machine."""
+    def fix(p: Any) -> Any:
+        if not isinstance(p, str) or not p or pathlib.Path(p).expanduser().is_absolute():
+            return p
+        return os.path.relpath(base / p)
+
+    section = data.get("data")
+    if isinstance(section, dict):
+        if isinstance(section.get("train"), list):
+            section["train"] = [fix(p) for p in section["train"]]
+        elif isinstance(section.get("train"), str):
+            section["train"] = fix(section["train"])
+        if "val" in section:
+            section["val"] = fix(section["val"])
+    for spec in data.get("degradation", []) if isinstance(data.get("degradation"), list) else []:
+        if isinstance(spec, dict):
+            for key in PATH_KEYS:
+                if key in spec:
+                    spec[key] = fix(spec[key])
 
 
 def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:

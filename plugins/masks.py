@@ -38,7 +38,6 @@ from facerestore.landmarks import template_landmarks
 
 from .degradations import Range, bernoulli, check_prob, check_range, uniform
 
-DEFAULT_MASK_FOLDER = "../shared/data/masks/masktheface"
 
 #: Mask coordinates (u, v) of the six anchors a, b, c, d, e, f: u = -1..1 across the face, v = 0 at
 #: the nose bridge, 1 at the chin.
@@ -554,7 +553,7 @@ def _pose_families(names: list[str]) -> dict[str, list[int]]:
 class TemplateMask(Degradation):
     """MaskTheFace RGBA mask templates warped onto the face landmarks, optionally recoloured."""
 
-    def __init__(self, folder: str = DEFAULT_MASK_FOLDER,
+    def __init__(self, folder: str = "",
                  families: list[str] = ["surgical", "surgical_blue", "surgical_green", "cloth", "KN95", "N95"],
                  recolor_prob: float = 0.3, texture_prob: float = 0.25, textures: str = "textures",
                  pose_aware: bool = True, yaw_threshold: float = 0.12, template_size: int = 256,
@@ -565,6 +564,9 @@ class TemplateMask(Degradation):
         sub-folder of images); ``families``: template names without the ``_left``/``_right``
         suffix (empty = all); ``pose_aware``: use the head-turned variant when the nose is more
         than ``yaw_threshold`` eye distances off the eye centre. Placement as ``procedural_mask``."""
+        if not folder:
+            raise FaceRestoreError("template masks need `folder`: a MaskTheFace-style folder (masks.cfg + PNGs); "
+                                   "in a recipe, a path relative to the recipe file")
         path = pathlib.Path(folder).expanduser()
         if not (path / "masks.cfg").is_file():
             raise FaceRestoreError(f"mask template folder {str(folder)!r} not found or has no masks.cfg "
@@ -665,7 +667,7 @@ class TemplateMask(Degradation):
 class RandomMask(Degradation):
     """A procedural or a template face mask per sample (``template_prob``), placed from landmarks."""
 
-    def __init__(self, template_prob: float = 0.5, folder: str = DEFAULT_MASK_FOLDER,
+    def __init__(self, template_prob: float = 0.5, folder: str = "",
                  types: list[str] = list(PROCEDURAL_TYPES),
                  families: list[str] = ["surgical", "surgical_blue", "surgical_green", "cloth", "KN95", "N95"],
                  top: Range = (0.3, 0.6), chin: Range = (0.6, 0.9), width: Range = (1.02, 1.22),

@@ -116,7 +116,8 @@ def write(tmp_path, text: str):
     return p
 
 
-def test_good_recipe_loads_typed(tmp_path, reg):
+def test_good_recipe_loads_typed(tmp_path, reg, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # data paths resolve from the recipe's folder: here, the cwd
     r = load_recipe(write(tmp_path, GOOD), registry=reg)
     assert r.name == "t" and r.lq_size == 16 and r.train.steps == 100 and r.train.batch_size == 4
     assert r.data.train == ["faces"] and r.losses[0].weight == 2.0 and r.losses[0].resolved_target() == "hq"
@@ -195,3 +196,28 @@ def test_unknown_component_error_is_recipe_error(tmp_path, reg):
     with pytest.raises(UnknownComponentError) as exc:
         load_recipe(write(tmp_path, GOOD.replace('type = "critic"', 'type = "patchgan"')), registry=reg)
     assert exc.value.kind == "discriminator" and exc.value.known == ["critic"]
+
+
+def test_recipe_paths_are_relative_to_the_recipe_file(tmp_path, monkeypatch):
+    from facerestore.recipe import load_recipe
+
+    (tmp_path / "proj" / "recipes").mkdir(parents=True)
+    path = tmp_path / "proj" / "recipes" / "r.toml"
+    path.write_text('name = "r"\n[data]\ntrain = ["../faces", "/abs/faces"]\nval = "../val"\n'
+                    '[[degradation]]\ntype = "random_mask"\ntemplate_prob = 0.0\nfolder = "../masks"\n'
+                    '[generator]\ntype = "sr_only"\n[generator.upsampler]\ntype = "bicubic"\n')
+    monkeypatch.chdir(tmp_path)
+    r = load_recipe(path)
+    assert r.data.train == ["proj/faces", "/abs/faces"] and r.data.val == "proj/val"
+    assert r.degradation[0]["folder"] == "proj/masks"
+    # command-line overrides are the user's paths: from the working directory
+    r = load_recipe(path, ["data.val=elsewhere"])
+    assert r.data.val == "elsewhere"
+
+
+def test_no_component_default_points_into_shared():
+    from facerestore.registry import default_registry
+
+    for entry in default_registry().entries():
+        for p in entry.params:
+            assert "shared" not in str(p.default), (entry.kind, entry.name, p.name, p.default)
