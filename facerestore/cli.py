@@ -34,7 +34,7 @@ def _root(show_version: bool = typer.Option(False, "--version", "-V", callback=_
                                             help="Print the version and exit.")) -> None:
     """Modular face restoration: masked low-resolution faces in, unmasked high-resolution faces out."""
 
-COMMANDS = ["train", "restore", "eval", "degrade", "plugins", "recipe", "doctor", "export", "convert", "prepare"]
+COMMANDS = ["train", "restore", "eval", "degrade", "plugins", "recipe", "doctor", "export", "convert", "prepare", "serve"]
 
 for _name in COMMANDS:
     importlib.import_module(f"facerestore.commands.{_name}").register(app)
