@@ -84,7 +84,7 @@ def main() -> int:
         return 2
     from facerestore.metrics import IdentityMetric
     from facerestore.pretrained.parity import dlib_chips
-    from facerestore.registry import create
+    from facerestore.components import create
 
     t0 = time.time()
     photos, x, labels = load(root, args.identities, args.per_identity, args.size)

@@ -36,7 +36,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from facerestore.modelstats import count_parameters, flops_per_face
     from facerestore.recipe import load_recipe
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     print(f"# {platform.machine()} CPU, {args.threads} threads, torch {torch.__version__}, batch {args.batch}, "
           f"{'contiguous' if args.no_channels_last else 'channels_last'}, median of {args.repeats}, "

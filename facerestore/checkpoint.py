@@ -174,7 +174,7 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
                    prefer_ema: bool = True):
     """Rebuild the generator from the file's recipe and load its weights (EMA ones if present).
     Returns ``(generator in eval mode on device, recipe)``."""
-    from .registry import default_registry
+    from .components import default_registry
 
     meta = read_metadata(path)
     recipe = recipe_from_metadata(meta, path)

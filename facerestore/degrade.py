@@ -35,7 +35,8 @@ from torch import Tensor
 
 from .errors import FaceRestoreError
 from .interfaces import Degradation, DegradationBatch
-from .registry import Registry, default_registry
+from .registry import Registry
+from .components import default_registry
 
 FORMAT = "facerestore-paired"
 VERSION = 1

@@ -271,7 +271,7 @@ def _generator_model(name: str, gen: nn.Module, source: str) -> EvalModel:
 def bicubic_model(scale: int, device: torch.device | str = "cpu") -> EvalModel:
     """Bicubic upsampling through the registry's ``sr_only`` + ``bicubic`` components, or plain
     ``F.interpolate`` (bicubic, align_corners=False, clamped) if they are not installed."""
-    from .registry import default_registry
+    from .components import default_registry
 
     reg = default_registry()
     if ("generator", "sr_only") in reg and ("upsampler", "bicubic") in reg:

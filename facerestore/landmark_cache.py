@@ -115,7 +115,7 @@ def build_landmark_cache(folders: str | pathlib.Path | Sequence[str | pathlib.Pa
     root = pathlib.Path(roots[0]).expanduser().resolve() if len(roots) == 1 else None
     cache = LandmarkCache(out, root)
     if detector_obj is None:
-        from .registry import default_registry
+        from .components import default_registry
 
         reg = default_registry()
         if ("detector", detector) not in reg:

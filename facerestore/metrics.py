@@ -216,7 +216,7 @@ class IdentityMetric:
     name = "identity"
 
     def __init__(self, device: torch.device | str = "cpu", encoder: str = "dlib_resnet"):
-        from .registry import default_registry
+        from .components import default_registry
 
         reg = default_registry()
         if ("identity", encoder) not in reg:

@@ -24,7 +24,7 @@ def flops_per_face(module: nn.Module, lq_size: int) -> float:
 
 
 def generator_stats(recipe) -> list[str]:
-    from .registry import default_registry
+    from .components import default_registry
 
     gen = default_registry().build("generator", recipe.generator, "generator")
     lines = [f"generator: {type(gen).__name__}, {count_parameters(gen) / 1e6:.2f} M parameters"]

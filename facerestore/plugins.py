@@ -103,17 +103,13 @@ def load_plugins(registry: Registry, extra: dict[str, Any] | None = None) -> plu
             registry.load_errors.append((name, "does not implement facerestore_register(registry)"))
             pm.unregister(name=name)
             continue
-        snapshot = {k: dict(v) for k, v in registry._entries.items()}
-        registry._current_source = source
         try:
-            for impl in impls:
-                impl.function(registry=registry)
-        except Exception as exc:  # noqa: BLE001
-            registry._entries = snapshot
+            with registry.transaction(source):
+                for impl in impls:
+                    impl.function(registry=registry)
+        except Exception as exc:  # noqa: BLE001 - rolled back by the transaction
             registry.load_errors.append((name, _describe(exc, "register")))
             pm.unregister(name=name)
-        finally:
-            registry._current_source = "<runtime>"
     return pm
 
 

@@ -28,7 +28,8 @@ from collections.abc import Mapping
 from typing import Any, Literal, Optional
 
 from .errors import RecipeError
-from .registry import Registry, check_type, default_registry
+from .registry import Registry, check_type
+from .components import default_registry
 
 #: generator output -> the batch tensor it is compared with, unless a loss names ``target``.
 DEFAULT_TARGETS = {

@@ -15,6 +15,7 @@ often as it needs (``attention(channels=64)``), adding its own arguments.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import pathlib
@@ -49,11 +50,17 @@ class Factory(Generic[T]):
         return f"Factory({self.kind}:{self.name}, {self.params})"
 
     @staticmethod
-    def coerce(value: "Factory[T] | str | Mapping[str, Any]", kind: str) -> "Factory[T]":
-        """Accept a Factory, a component name or a spec dict (for direct, non-recipe use)."""
+    def coerce(value: "Factory[T] | str | Mapping[str, Any]", kind: str,
+               registry: "Registry | None" = None) -> "Factory[T]":
+        """Accept a Factory, a component name or a spec dict (for direct, non-recipe use), built
+        with ``registry`` (the process-wide default when None)."""
         if isinstance(value, Factory):
             return value
-        reg = default_registry()
+        if registry is None:
+            from .components import default_registry  # only direct Python use reaches this
+
+            registry = default_registry()
+        reg = registry
         spec = reg.normalize_spec(value, f"<{kind}>")
         params = reg.validate(kind, spec, f"<{kind}>", partial=True)
         return Factory(reg, kind, spec["type"], params)
@@ -120,6 +127,20 @@ class Registry:
         params, extra = _signature_params(obj)
         self._entries[kind][name] = Entry(kind, name, obj, source or self._current_source, params, extra)
         return obj
+
+    @contextlib.contextmanager
+    def transaction(self, source: str):
+        """Registrations inside are attributed to ``source``; if the block raises, every one of
+        them is rolled back (a plugin that fails half way leaves nothing behind)."""
+        snapshot = {k: dict(v) for k, v in self._entries.items()}
+        previous, self._current_source = self._current_source, source
+        try:
+            yield self
+        except BaseException:
+            self._entries = snapshot
+            raise
+        finally:
+            self._current_source = previous
 
     # -- lookup ------------------------------------------------------------------------------
     @property
@@ -379,35 +400,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
-# --------------------------------------------------------------------------------------------
-# The process-wide registry, filled from the ``facerestore`` entry-point group on first use.
-# --------------------------------------------------------------------------------------------
-_DEFAULT: Registry | None = None
+def __getattr__(name: str) -> Any:
+    """``facerestore.registry.default_registry`` (and ``create``, ``list_components``,
+    ``reset_default_registry``) moved to :mod:`facerestore.components`; kept reachable here for
+    code written against the old place, resolved lazily so this module still imports no discovery."""
+    if name in ("default_registry", "reset_default_registry", "create", "list_components"):
+        from . import components
 
-
-def default_registry() -> Registry:
-    """The registry with every installed plugin loaded (loaded once, on first call)."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        from .plugins import load_plugins
-
-        reg = Registry()
-        load_plugins(reg)
-        _DEFAULT = reg
-    return _DEFAULT
-
-
-def reset_default_registry() -> None:
-    """Forget the loaded plugins (tests; after installing a plugin in a running process)."""
-    global _DEFAULT
-    _DEFAULT = None
-
-
-def create(kind: str, name: str, /, **params: Any) -> Any:
-    """Build a registered component by kind and name: ``create("attention", "se", channels=64)``."""
-    return default_registry().create(kind, name, **params)
-
-
-def list_components(kind: str | None = None) -> list[Entry]:
-    """Registered components, optionally of one kind, sorted by kind then name."""
-    return default_registry().entries(kind)
+        return getattr(components, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -362,7 +362,7 @@ def default_detector(device: torch.device | str = "cpu", name: str = DEFAULT_DET
     """A registry detector by name (default ``mtcnn``: facenet-pytorch's weights ship inside that
     package), given the device when it takes one."""
     from .errors import FaceRestoreError, MissingWeightsError
-    from .registry import default_registry
+    from .components import default_registry
 
     reg = default_registry()
     if ("detector", name) not in reg:

@@ -57,7 +57,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: 
     dev = resolve_device(device)
     name = os.fspath(name_or_path)
     if name == "bicubic":
-        from .registry import default_registry
+        from .components import default_registry
 
         gen = default_registry().build("generator", {"type": "sr_only", "upsampler": {"type": "bicubic", "scale": scale}},
                                        "model")

@@ -19,16 +19,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
-from facerestore.registry import default_registry
+from facerestore.components import resolve
 
 from .denoisers import clamp01, conv3x3
-
-
-def _component(value, kind: str):
-    """Direct Python use: accept a built module, a component name or a spec dict."""
-    if isinstance(value, (str, dict)):
-        return default_registry().build(kind, value, kind)
-    return value
 
 
 class LearnedIdentity(nn.Module):
@@ -94,8 +87,8 @@ class JDSRGenerator(Generator):
     def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
                  identity: IdentityEncoder | None = None, identity_channels: int = 32, detach: bool = False):
         super().__init__()
-        denoiser, upsampler = _component(denoiser, "denoiser"), _component(upsampler, "upsampler")
-        identity = _component(identity, "identity") if identity is not None else None
+        denoiser, upsampler = resolve(denoiser, "denoiser"), resolve(upsampler, "upsampler")
+        identity = resolve(identity, "identity") if identity is not None else None
         self.denoiser = denoiser
         self.upsampler = upsampler
         self.scale = upsampler.scale
@@ -136,7 +129,7 @@ class SROnly(Generator):
 
     def __init__(self, upsampler: Upsampler = "jdsr_sr"):
         super().__init__()
-        self.upsampler = upsampler = _component(upsampler, "upsampler")
+        self.upsampler = upsampler = resolve(upsampler, "upsampler")
         self.scale = upsampler.scale
 
     def stage_modules(self) -> dict[str, nn.Module]:

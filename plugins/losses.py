@@ -127,10 +127,9 @@ class IdentityLoss(Loss):
 
     def __init__(self, encoder: IdentityEncoder = "dlib_resnet"):
         super().__init__()
-        if isinstance(encoder, (str, dict)):
-            from facerestore.registry import default_registry
+        from facerestore.components import resolve
 
-            encoder = default_registry().build("identity", encoder, "encoder")
+        encoder = resolve(encoder, "identity")
         self.encoder = encoder.eval().requires_grad_(False)
 
     def train(self, mode: bool = True) -> "IdentityLoss":

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from facerestore.interfaces import Attention
-from facerestore.registry import create
+from facerestore.components import create
 from facerestore_plugins.attention import CBAM, NoAttention, SpatialAttention, SqueezeExcitation
 
 NAMES = ["se", "spatial", "cbam", "identity"]

@@ -13,7 +13,7 @@ from facerestore.checkpoint import load_generator
 from facerestore.cli import app
 from facerestore.errors import CheckpointError
 from facerestore.recipe import load_recipe
-from facerestore.registry import default_registry
+from facerestore.components import default_registry
 
 runner = CliRunner()
 

@@ -10,7 +10,7 @@ import torch
 from facerestore.degrade import (build_pipeline, degrade_batch, load_paired_set, make_generator,
                                  write_paired_set)
 from facerestore.errors import FaceRestoreError, RecipeError
-from facerestore.registry import create, default_registry
+from facerestore.components import create, default_registry
 
 S = 64
 JDSR = [
@@ -155,7 +155,7 @@ def test_paired_set_round_trip(tmp_path):
 # -- any-scale training (issue 14) ---------------------------------------------------------------
 def test_random_downscale_draws_one_scale_per_batch_and_resize_restores_the_size():
     from facerestore.interfaces import DegradationBatch
-    from facerestore.registry import create
+    from facerestore.components import create
 
     hq = torch.rand(4, 3, 64, 64)
     occ = torch.zeros(4, 1, 64, 64)
@@ -181,7 +181,7 @@ def test_random_downscale_draws_one_scale_per_batch_and_resize_restores_the_size
 
 def test_random_downscale_identity_keeps_the_input():
     from facerestore.interfaces import DegradationBatch
-    from facerestore.registry import create
+    from facerestore.components import create
 
     hq = torch.rand(2, 3, 32, 32)
     b = create("degradation", "random_downscale", identity_prob=1.0)(DegradationBatch.from_hq(hq), torch.Generator())

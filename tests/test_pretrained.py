@@ -179,7 +179,7 @@ def test_lpips_heads_match_reference_package(vgg_ckpt):
 @pytest.mark.parametrize("name,params", [("perceptual", {}), ("perceptual", {"criterion": "l2", "layers": ["relu2_2"]}),
                                          ("style", {}), ("style", {"layers": ["relu1_2", "relu3_3"], "weights": [1.0, 2.0]})])
 def test_vgg_losses_have_gradients(cache, name, params):
-    from facerestore.registry import create
+    from facerestore.components import create
 
     loss = create("loss", name, **params)
     target = torch.rand(2, 3, 48, 48, generator=torch.Generator().manual_seed(1))
@@ -195,7 +195,7 @@ def test_vgg_losses_have_gradients(cache, name, params):
 
 def test_vgg_loss_bad_layer_is_a_recipe_error():
     from facerestore.errors import RecipeError
-    from facerestore.registry import create
+    from facerestore.components import create
 
     with pytest.raises(RecipeError, match="unknown VGG16 layer"):
         create("loss", "perceptual", layers=["relu9_9"])

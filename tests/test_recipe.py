@@ -216,7 +216,7 @@ def test_recipe_paths_are_relative_to_the_recipe_file(tmp_path, monkeypatch):
 
 
 def test_no_component_default_points_into_shared():
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     for entry in default_registry().entries():
         for p in entry.params:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from facerestore.cli import app
 from facerestore.errors import MissingWeightsError
 from facerestore.recipe import load_recipe
-from facerestore.registry import default_registry
+from facerestore.components import default_registry
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "recipes").glob("*.toml"))

@@ -141,3 +141,45 @@ def test_check_type_conversions():
         check_type(float("nan"), float, "x")
     with pytest.raises(RecipeError, match="expected 2 values"):
         check_type([1, 2, 3], tuple[float, float], "x")
+
+
+def test_transaction_rolls_back_and_attributes_the_source():
+    from facerestore.interfaces import Attention
+
+    class A(Attention):
+        def forward(self, x):
+            return x
+
+    reg = Registry()
+    with reg.transaction("pkg 1.0"):
+        reg.register("attention", "kept", A)
+    assert reg.get("attention", "kept").source == "pkg 1.0"
+    with pytest.raises(RuntimeError):
+        with reg.transaction("bad 0.1"):
+            reg.register("attention", "half", A)
+            raise RuntimeError("boom")
+    assert reg.names("attention") == ["kept"]
+    reg.register("attention", "later", A)
+    assert reg.get("attention", "later").source == "<runtime>"
+
+
+def test_registry_module_does_not_import_discovery():
+    import subprocess
+    import sys
+
+    code = "import sys, facerestore.registry; print('facerestore.plugins' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_factory_coerce_uses_the_registry_it_is_given():
+    from facerestore.interfaces import Attention
+
+    class Only(Attention):
+        def forward(self, x):
+            return x
+
+    reg = Registry()
+    reg.register("attention", "only_here", Only)
+    f = Factory.coerce("only_here", "attention", reg)
+    assert isinstance(f(channels=4), Only)

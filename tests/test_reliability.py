@@ -491,7 +491,7 @@ def model_files(tmp_path_factory, corpus):
     """A good tiny checkpoint, one whose metadata recipe disagrees with its tensors, legacy
     pickles, and damaged safetensors files; plus a one-face paired set to evaluate on."""
     from facerestore.checkpoint import save_generator, save_tensors
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     root, _ = corpus
     work = tmp_path_factory.mktemp("models")

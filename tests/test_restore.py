@@ -218,7 +218,7 @@ def test_restore_faces_batching():
 def tiny_checkpoint(path) -> str:
     from facerestore.checkpoint import save_generator
     from facerestore.recipe import load_recipe
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     recipe = load_recipe({"name": "tiny", "scale": 4, "hq_size": 64,
                           "generator": {"type": "sr_only", "upsampler": {"type": "jdsr_sr", "channels": 8, "blocks": 1,
@@ -258,7 +258,7 @@ def test_model_resolution_errors(tmp_path):
 
 
 def test_real_mtcnn_finds_astronaut():
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     pytest.importorskip("facenet_pytorch")
     if ("detector", "mtcnn") not in default_registry():

@@ -139,7 +139,7 @@ def test_t1_group_photo(tmp_path):
     path = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scenes", "insightface", "t1.jpg")
     if not os.path.exists(path):
         pytest.skip("needs ../shared/data/scenes/insightface/t1.jpg")
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     if ("detector", "mtcnn") not in default_registry():
         pytest.skip("detector 'mtcnn' is not registered")

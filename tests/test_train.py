@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 
-from facerestore import registry as registry_mod
+from facerestore import components as registry_mod
 from facerestore.checkpoint import load_generator, load_tensors, read_metadata
 from facerestore.errors import FaceRestoreError
 from facerestore.train import Trainer, TrainingDiverged

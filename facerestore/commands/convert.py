@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
         from ..checkpoint import load_state_strict, save_generator
         from ..errors import CheckpointError
         from ..recipe import load_recipe
-        from ..registry import default_registry
+        from ..components import default_registry
 
         state = load_legacy_state(src, key)
         if strip_prefix:

@@ -40,7 +40,7 @@ def _guard(name: str, fn: Callable[[], Check]) -> Check:
 def check_core() -> Check:
     import torch
 
-    from ..registry import default_registry
+    from ..components import default_registry
 
     reg = default_registry()
     if reg.load_errors:

@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
         verbose: bool = typer.Option(True, "--params/--no-params", help="List each component's parameters."),
     ) -> None:
         """List registered components by kind: parameters, defaults, one-line docs, source package."""
-        from ..registry import default_registry
+        from ..components import default_registry
 
         reg = default_registry()
         if kind is not None and kind not in reg.kinds:

@@ -124,13 +124,13 @@ class Engine:
 
     @property
     def detectors(self) -> list[str]:
-        from ..registry import default_registry
+        from ..components import default_registry
 
         return default_registry().names("detector")
 
     def detector(self, name: str):
         """A face detector by registry name, built once (5-point landmarks, on the model's device)."""
-        from ..registry import default_registry
+        from ..components import default_registry
         from ..restore import default_detector
 
         if name not in self.detectors:

@@ -28,7 +28,8 @@ from ..errors import CheckpointError, FaceRestoreError
 from ..interfaces import AdversarialLoss, DegradationBatch
 from ..landmarks import render_heatmaps, template_landmarks
 from ..recipe import Recipe, resolve_recipe
-from ..registry import Registry, default_registry
+from ..registry import Registry
+from ..components import default_registry
 from . import dist
 from ..data import to_float
 from .data import collate, degrade, open_faces
