@@ -242,6 +242,14 @@ class Restorer:
             weights = torch.maximum(align.feather_occlusion(occ.to(base)), self.blend_mask().to(base)) * self.blend_mask().to(base)
         return align.paste_faces(base, hq.to(base), m.to(base), weights, color_match=self.color_match)
 
+    def restore_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: Any):
+        """A video file in, the same clip with restored faces out (H.264, audio copied); options
+        and result as :func:`facerestore.video.restore_video` (``detect_every``, ``crf``,
+        ``start``, ``end``, ``progress``...)."""
+        from .video import restore_video
+
+        return restore_video(self, src, dst, **options)
+
     def restore(self, image: Any) -> Any:
         """One photo, as a tensor (3, H, W) float, a PIL image or a numpy (H, W[, C]) array; the
         result has the same kind (and dtype), enlarged by ``upscale``."""

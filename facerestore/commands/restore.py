@@ -53,18 +53,30 @@ def register(app: typer.Typer) -> None:
         color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Match restored faces' colour to the photo."),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse larger inputs and outputs (default ~89.5 MP)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        detect_every: int = typer.Option(5, "--detect-every", min=1, help="Videos: detect faces every K frames, track in between."),
+        crf: int = typer.Option(18, "--crf", min=0, max=51, help="Videos: H.264 quality (lower: better and larger)."),
+        start: Optional[float] = typer.Option(None, "--start", min=0, help="Videos: restore from this second on."),
+        end: Optional[float] = typer.Option(None, "--end", min=0, help="Videos: restore up to this second."),
     ) -> None:
-        """Restore the faces in photos (detect, align, restore, paste back) or in aligned crops."""
+        """Restore the faces in photos and videos (detect, align, restore, paste back) or in aligned crops."""
         from ..errors import FaceRestoreError
-        from ..io import iter_inputs
+        from ..io import IMAGE_EXTENSIONS, iter_inputs
         from ..restore import Restorer
+        from ..video import VIDEO_SUFFIXES
+        from .video import is_video
 
         if ext not in ("auto", "png", "jpg"):
             raise FaceRestoreError(f"--ext must be auto, png or jpg, got {ext!r}")
         if "/" in suffix or "\\" in suffix:
             raise FaceRestoreError("--suffix must not contain a path separator")
+        if start is not None and end is not None and end <= start:
+            raise FaceRestoreError(f"--end ({end:g}) must be after --start ({start:g})")
         t0 = time.perf_counter()
-        items = name_outputs(list(iter_inputs(inputs)))
+        found = name_outputs(list(iter_inputs(inputs, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)))
+        videos = [it for it in found if not it.error and is_video(it.path)]
+        if videos and aligned:
+            raise FaceRestoreError(f"--aligned is for face crops, not videos ({videos[0].path})")
+        items = [it for it in found if it.error or not is_video(it.path)]
         check_output_sizes(items, upscale if not aligned else 1.0, max_pixels)
         restorer = Restorer.from_pretrained(model, device=device, batch_size=batch_size, min_face=min_face,
                                             max_face=max_face, min_score=min_score, fidelity=fidelity,
@@ -82,6 +94,8 @@ def register(app: typer.Typer) -> None:
                 run.aligned(items)
             else:
                 run.photos(items)
+        if videos:
+            stats.videos = run.videos(videos, dict(detect_every=detect_every, crf=crf, start=start, end=end), quiet)
         stats.seconds = time.perf_counter() - t0
         typer.echo(stats.summary(aligned))
         if stats.failed:
@@ -158,14 +172,15 @@ class Naming:
 
 class Stats:
     def __init__(self) -> None:
-        self.photos = self.faces = self.restored = self.skipped = self.failed = self.copied = 0
+        self.photos = self.faces = self.restored = self.skipped = self.failed = self.copied = self.videos = 0
         self.seconds = 0.0
 
     def summary(self, aligned: bool) -> str:
         if aligned:
             return (f"summary: {self.photos} aligned faces restored, {self.failed} failed, "
                     f"{self.seconds:.1f}s")
-        return (f"summary: {self.photos} photos, {self.faces} faces found, {self.restored} restored, "
+        videos = f"{self.videos} videos, " if self.videos else ""
+        return (f"summary: {self.photos} photos, {videos}{self.faces} faces found, {self.restored} restored, "
                 f"{self.skipped} skipped, {self.copied} without faces, {self.failed} failed, {self.seconds:.1f}s")
 
 
@@ -312,6 +327,23 @@ class _Run:
             if tuple(left.shape[-2:]) != tuple(res.image.shape[-2:]):
                 left = F.interpolate(left[None], size=res.image.shape[-2:], mode="nearest")[0]
             write_image(self.out / "compare" / f"{stem}.jpg", torch.cat([left, res.image], dim=2))
+
+    # -- videos -----------------------------------------------------------------------------------
+    def videos(self, items, options: dict, quiet: bool) -> int:
+        """Each video through :func:`facerestore.commands.video.restore_videos` (its own progress
+        bar and summary line); outputs claimed like photos', so none replaces another."""
+        from .video import restore_videos, video_target
+
+        todo = []
+        for it in items:
+            clash = self.naming.claim(it, video_target(self.out, it))
+            if clash:
+                self.fail(clash)
+            else:
+                todo.append(it)
+        done, _ = restore_videos(self.r, todo, self.out, quiet=quiet, echo=typer.echo, fail=self.fail,
+                                 warn=self.warn, max_pixels=self.max_pixels, **options)
+        return done
 
     # -- aligned crops ----------------------------------------------------------------------------
     def aligned(self, items) -> None:

@@ -1,0 +1,122 @@
+"""Video inputs of ``facerestore restore``: which inputs are videos, and restoring them one by
+one with a progress bar (frames/s, ETA) and a summary line each.
+
+The ``restore`` command splits its inputs with :func:`is_video` and hands the videos to
+:func:`restore_videos`; the work itself is :func:`facerestore.video.restore_video`.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, Optional
+
+from ..video import VIDEO_SUFFIXES
+
+
+def is_video(path: str | os.PathLike[str]) -> bool:
+    """True for the video suffixes (``.mp4 .mov .mkv .avi .webm .m4v .mpg .mpeg .ts``, any case)."""
+    return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
+
+
+def video_target(out_dir: str | os.PathLike[str], item: Any) -> pathlib.Path:
+    """Where a video input is written: ``out_dir/<relative path>`` with the suffix ``.mp4``."""
+    return pathlib.Path(out_dir) / pathlib.Path(item.relative).with_suffix(".mp4")
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
+def restore_videos(restorer, items: Iterable[Any], out_dir: str | os.PathLike[str], *, detect_every: int = 5,
+                   crf: int = 18, start: Optional[float] = None, end: Optional[float] = None, quiet: bool = False,
+                   echo: Callable[[str], None] = print, fail: Optional[Callable[[str], None]] = None,
+                   warn: Optional[Callable[[str], None]] = None,
+                   max_pixels: Optional[int] = None) -> tuple[int, int]:
+    """Restore each video item (from :func:`facerestore.io.iter_inputs`) into ``out_dir``.
+
+    Per video: a progress bar on a terminal (not when ``quiet``), then one summary line through
+    ``echo`` (also not when ``quiet``). A video that cannot be read or written is reported
+    through ``fail(message)`` (default: ``error: ...`` on stderr) and the next one is processed;
+    a video in which no face was restored gets a ``warning: ...`` through ``warn``. Ctrl-C stops
+    at once, leaving no partial output. Returns ``(n_done, n_failed)``.
+    """
+    from ..errors import InputImageError
+    from ..video import restore_video
+
+    fail = fail or (lambda msg: _stderr(f"error: {msg}"))
+    warn = warn or (lambda msg: _stderr(f"warning: {msg}"))
+    done = failed = 0
+    for item in items:
+        if item.error:
+            fail(item.error)
+            failed += 1
+            continue
+        target = video_target(out_dir, item)
+        try:
+            with _ProgressBar(item.path.name, quiet) as progress:
+                summary = restore_video(restorer, item.path, target, detect_every=detect_every, crf=crf,
+                                        start=start, end=end, progress=progress, max_pixels=max_pixels)
+        except InputImageError as exc:
+            fail(str(exc))
+            failed += 1
+            continue
+        done += 1
+        if summary.faces == 0:
+            warn(f"{item.path}: no face found; written without changes to faces")
+        if not quiet:
+            echo(summary_line(item.path, target, summary))
+    return done, failed
+
+
+def summary_line(src: Any, dst: Any, s: Any) -> str:
+    """One line about a restored video (``s`` a :class:`~facerestore.video.VideoSummary`)."""
+    return (f"{src} -> {dst}: {s.frames} frames ({s.fps:g} fps), {s.faces} faces restored in {s.tracks} "
+            f"track(s) on {s.restored_frames} frames, audio {s.audio}, {s.seconds:.1f}s "
+            f"({s.speed:.1f} frames/s)")
+
+
+class _ProgressBar:
+    """A rich progress bar (frames, frames/s, ETA) on stderr when it is a terminal; the context
+    value is the ``progress(done, total)`` callback for ``restore_video`` (None when hidden)."""
+
+    def __init__(self, name: str, quiet: bool):
+        self.name, self.quiet, self.bar, self.task = name, quiet, None, None
+
+    def __enter__(self) -> Optional[Callable[[int, int], None]]:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        console = Console(stderr=True)
+        if self.quiet or not console.is_terminal:
+            return None
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TextColumn("frames"), _speed_column(), TimeRemainingColumn(), console=console,
+                            transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task(self.name, total=None)
+        return self.update
+
+    def update(self, done: int, total: int) -> None:
+        self.bar.update(self.task, completed=done, total=max(total, done))
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def _speed_column():
+    """A rich column: frames per second since the video started (steadier than rich's estimate, as
+    frames arrive in batches)."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class SpeedColumn(ProgressColumn):
+        def render(self, task) -> Text:
+            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
+            return Text(f"{speed:.1f} frames/s" if speed else "- frames/s")
+
+    return SpeedColumn()
+
