@@ -19,6 +19,7 @@ import time
 import torch
 
 from . import align
+from .defaults import DEFAULT_MODEL
 from .errors import FaceRestoreError, MissingWeightsError
 from .interfaces import DegradationBatch
 from .landmarks import TEMPLATE_5
@@ -97,7 +98,7 @@ def run(photo: str | None, out: pathlib.Path, model: str, seed: int, device: str
     try:
         restorer = Restorer.from_pretrained(model, device=device)
     except MissingWeightsError as exc:
-        if model != "jdsr-x4":
+        if model != DEFAULT_MODEL:
             raise
         print(f"warning: {exc}\nwarning: falling back to the weight-free bicubic baseline.", file=sys.stderr)
         restorer = Restorer.from_pretrained("bicubic", device=device)
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m facerestore.demo", description=__doc__.splitlines()[0])
     p.add_argument("photo", nargs="?", help="a photo with a face (default: skimage's astronaut)")
     p.add_argument("--out", type=pathlib.Path, default=pathlib.Path("out/demo.png"))
-    p.add_argument("--model", default="jdsr-x4", help="bundled model name, checkpoint path or 'bicubic'")
+    p.add_argument("--model", default=DEFAULT_MODEL, help="bundled model name, checkpoint path or 'bicubic'")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic mask and degradation")
     p.add_argument("--device", default="auto")
     args = p.parse_args(argv)

@@ -7,6 +7,8 @@ from typing import List, Optional
 
 import typer
 
+from ..defaults import DEFAULT_MODEL
+
 from . import echo_err, user_errors
 
 
@@ -14,7 +16,7 @@ def register(app: typer.Typer) -> None:
     @app.command("eval")
     @user_errors
     def eval(
-        model: List[str] = typer.Option(["jdsr-x4"], "--model", "-m", help="Checkpoint (.safetensors), bundled model name, "
+        model: List[str] = typer.Option([DEFAULT_MODEL], "--model", "-m", help="Checkpoint (.safetensors), bundled model name, "
                                         "or `bicubic`. Repeat to compare models on the same faces."),
         data: pathlib.Path = typer.Option(..., "--data", "-d", help="Paired set written by `facerestore degrade` "
                                           "(lq/, hq/, occlusion/), or, with --recipe, a folder of faces."),

@@ -17,6 +17,8 @@ from typing import Optional
 
 import typer
 
+from ..defaults import DEFAULT_MODEL
+
 from . import user_errors
 
 
@@ -76,7 +78,7 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @user_errors
     def export(
-        model: str = typer.Option("jdsr-x4", "--model", "-m", help="Model name or .safetensors checkpoint."),
+        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name or .safetensors checkpoint."),
         onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="Write an ONNX model here."),
         pt2: Optional[pathlib.Path] = typer.Option(None, "--pt2", help="Write a torch.export program (.pt2) here."),
         opset: int = typer.Option(17, "--opset", help="ONNX opset version."),

@@ -10,6 +10,8 @@ from typing import Optional
 
 import typer
 
+from ..defaults import DEFAULT_MODEL
+
 from . import user_errors
 
 
@@ -20,7 +22,7 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option("127.0.0.1", "--host", help="Address to bind; not loopback needs --token."),
         port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
         workers: int = typer.Option(1, "--workers", min=1, help="Photos restored at once (threads, one model)."),
-        model: str = typer.Option("jdsr-x4", "--model", "-m",
+        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
                                   help="Model name (jdsr-x4, bicubic) or .safetensors path."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         token: Optional[str] = typer.Option(None, "--token", envvar="FACERESTORE_TOKEN",

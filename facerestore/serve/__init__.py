@@ -17,6 +17,8 @@ import dataclasses
 import ipaddress
 import os
 
+from ..defaults import DEFAULT_MODEL
+
 # before gradio is imported anywhere: no telemetry, no version check, no Hub look-ups
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -30,7 +32,7 @@ class ServeConfig:
 
     host: str = "127.0.0.1"
     port: int = 7860
-    model: str = "jdsr-x4"
+    model: str = DEFAULT_MODEL
     device: str = "auto"
     #: restorations that run at once (threads sharing the one model)
     workers: int = 1
