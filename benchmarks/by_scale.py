@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="landmarks,speed", help="metric groups not computed")
+    p.add_argument("--bf16", action="store_true", help="also score each --model with bf16 autocast")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline and name in ("r4", "paper x4"):
             specs.insert(1, args.baseline)
         models = [E.adaptive_model(s, data.hq_size) for s in specs]
+        if args.bf16:
+            models += [E.adaptive_model(s, data.hq_size, precision="bf16") for s in args.model]
         report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
         for m in report.models:
             rows.append((name, m.name, m.values))

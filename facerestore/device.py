@@ -36,3 +36,10 @@ def resolve_device(device: "str | torch.device | None" = "auto", local_rank: Opt
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise FaceRestoreError(f"--device {name}: unsupported device type {dev.type!r}; use auto, cpu, cuda or mps")
     return dev
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 convolutions natively (oneDNN reports AVX512-BF16 or AMX)."""
+    import torch
+
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())

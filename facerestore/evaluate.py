@@ -284,7 +284,7 @@ def bicubic_model(scale: int, device: torch.device | str = "cpu") -> EvalModel:
     return EvalModel("bicubic", restore, "torch bicubic interpolation", None, scale)
 
 
-def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu") -> EvalModel:
+def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", precision: str = "fp32") -> EvalModel:
     """A model scored on inputs of any size the way ``restore`` uses it: the input is resized to
     the model's input size (:meth:`facerestore.restore.Restorer.run_model`), the output to the
     target size. ``bicubic`` is the input itself, resized to the target size."""
@@ -298,8 +298,9 @@ def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu") 
         return EvalModel("input (bicubic)", resize, "the input, bicubic-resized to the target size", None, 1, True)
     from .restore import Restorer
 
-    r = Restorer.from_pretrained(spec, device=device, channels_last=False)
-    base = _generator_model(_display_name(spec), r.generator, f"{spec} through Restorer.run_model")
+    r = Restorer.from_pretrained(spec, device=device, channels_last=False, precision=precision)
+    name = _display_name(spec) + (f" ({precision})" if precision != "fp32" else "")
+    base = _generator_model(name, r.generator, f"{spec} through Restorer.run_model, {precision}")
 
     def restore(lq: Tensor) -> Tensor:
         return r.run_model(lq)[0]

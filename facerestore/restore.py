@@ -78,13 +78,15 @@ class Restorer:
     resolution. ``detector``: any :class:`FaceDetector`, or a registry name (default ``mtcnn``),
     built on first use. ``min_score``: detections less confident than this are ignored.
     ``only_center_face``: restore only the face nearest the photo's centre.
+    ``precision``: ``fp32``, or ``bf16`` (autocast on a CPU with native bf16, or CUDA; about 1.5-2x
+    faster on such CPUs; falls back to fp32 elsewhere).
     """
 
     def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | str | None = None, min_face: float = 0.0, max_face: float = 0.0,
                  min_score: float = 0.9, batch_size: int = 16, upscale: float = 1.0, fidelity: float = 0.0,
                  only_center_face: bool = False, color_match: bool = True, mask_shape: align.MaskShape = "face",
-                 channels_last: bool = True, name: str = ""):
+                 channels_last: bool = True, name: str = "", precision: str = "fp32"):
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
         self.recipe = recipe
@@ -101,6 +103,9 @@ class Restorer:
         if not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"fidelity must be in [0, 1], got {fidelity}")
         self.fidelity = float(fidelity)
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
+        self.precision = precision
         self.only_center_face = only_center_face
         self.color_match = color_match
         self.mask_shape = mask_shape
@@ -149,7 +154,8 @@ class Restorer:
                 chunk = chunk.to(self.device)
                 if self.channels_last:
                     chunk = chunk.contiguous(memory_format=torch.channels_last)
-                out = self.generator(chunk)
+                with self._autocast():
+                    out = self.generator(chunk)
                 sr = out["sr"].float().clamp(0, 1).contiguous()
                 occ = out.get("noise_map")
                 occ = (sr.new_zeros(sr.shape[0], 1, *sr.shape[-2:]) if occ is None else
@@ -159,6 +165,18 @@ class Restorer:
         if not faces:
             return x.new_zeros(0, 3, self.hq_size, self.hq_size), x.new_zeros(0, 1, self.hq_size, self.hq_size)
         return torch.cat(faces).to(batch.device), torch.cat(occs).to(batch.device)
+
+    def _autocast(self):
+        import contextlib
+
+        if self.precision != "bf16":
+            return contextlib.nullcontext()
+        if self.device.type == "cpu":
+            from .device import cpu_has_bf16
+
+            if not cpu_has_bf16():
+                return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
     def restore_aligned(self, batch: Tensor) -> Tensor:
         """Square aligned faces ``(B, 3, s, s)`` of any size ``s`` -> ``(B, 3, S, S)`` with

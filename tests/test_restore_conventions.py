@@ -218,3 +218,12 @@ def test_occlusion_is_replaced_and_the_border_shows_no_seam():
     out = align.paste_faces(img, face, m, w, color_match=False)
     assert (out - img).abs().max() > 0.05  # pasted where the mask was
     assert seam_ratio(out, img, w, m) <= 1.0
+
+
+def test_bf16_precision_stays_close_to_fp32():
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    a = Restorer.from_pretrained("jdsr-x4", device="cpu").restore_faces(x)
+    b = Restorer.from_pretrained("jdsr-x4", device="cpu", precision="bf16").restore_faces(x)
+    assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 0.005
+    res = CliRunner().invoke(app, ["restore", "x.png", "--precision", "fp8"])
+    assert res.exit_code == 2 and "--precision" in res.output

@@ -312,7 +312,7 @@ def test_scaler_update_only_after_a_scaled_step(reg, tmp_path):
 
 
 def test_cpu_bf16_autocast_is_opt_in(reg, tmp_path):
-    from facerestore.train.trainer import cpu_has_bf16
+    from facerestore.device import cpu_has_bf16
 
     assert make(reg, tiny_recipe(reg), tmp_path / "a").amp_dtype is None
     t = make(reg, tiny_recipe(reg, cpu_amp=True), tmp_path / "b")

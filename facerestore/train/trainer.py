@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from ..checkpoint import CheckpointWriteError, load_state_strict, save_tensors
 from ..degrade import build_pipeline
-from ..device import resolve_device
+from ..device import cpu_has_bf16, resolve_device
 from ..errors import CheckpointError, FaceRestoreError
 from ..interfaces import AdversarialLoss, DegradationBatch
 from ..landmarks import render_heatmaps, template_landmarks
@@ -40,11 +40,6 @@ from .schedule import Stage, loss_active, lr_factor, stage_at, stage_plan
 from .state import (capture_rng, ckpt_name, flatten_state, latest_checkpoint, load_train_state, point_last,
                     prune, restore_rng, sub_tensors, unflatten_state)
 from .validation import ValidationSet, build_validation_set, save_grid, validate
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (oneDNN reports AVX512-BF16 or AMX)."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class TrainingDiverged(FaceRestoreError):
