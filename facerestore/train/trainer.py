@@ -239,6 +239,7 @@ class Trainer:
     # one step
     # ---------------------------------------------------------------------------------------
     def train_step(self, hq: Tensor, landmarks: Tensor | None) -> dict[str, float]:
+        """One step: degrade on the device, generator update, discriminator update, EMA."""
         step = self.step
         hq = to_float(hq, self.device).contiguous(memory_format=self.memory_format)
         if landmarks is not None:
@@ -246,17 +247,46 @@ class Trainer:
         with torch.no_grad():
             batch = degrade(self.pipeline, hq, landmarks, self.degrade_gen)
         terms = self.active_terms(step)
-        lq = batch.lq.contiguous(memory_format=self.memory_format)
-
-        adversarial = [t for t in terms if t.adversarial]
         self._scaled = False
         if self.D is not None:
             self.D.requires_grad_(False)
+        total, values, out, targets = self._generator_loss(batch, terms)
+        logs = {k: float(v) for k, v in values.items()}
+        logs["total"] = float(total.detach())
+        if not dist.all_true(math.isfinite(logs["total"]), self.dist, self.device):
+            bad = [k for k, v in logs.items() if not math.isfinite(v)] or ["(on another rank)"]
+            raise TrainingDiverged(
+                f"loss became non-finite at step {step} ({', '.join(f'{k}={logs.get(k)}' for k in bad)}); "
+                f"stopped without writing a checkpoint. Last good checkpoint: {self.last_ckpt or 'none'}. "
+                f"Try a lower train.lr / loss weight, train.grad_clip, or train.amp=false.")
+        self.opt_g.zero_grad(set_to_none=True)
+        if total.requires_grad:
+            self._optimizer_step(total, self.G, self.opt_g)
+        with warnings.catch_warnings():  # the step-0 warning when a stage or AMP skips opt.step()
+            warnings.simplefilter("ignore", UserWarning)
+            self.sched_g.step()
+        self.ema.update(self.G, step)
+        adversarial = [t for t in terms if t.adversarial]
+        if adversarial and self.D is not None:
+            logs["d"] = self._discriminator_step(adversarial, out, targets)
+        if self.sched_d is not None:
+            with warnings.catch_warnings():  # before the adversarial start the D optimiser does not step
+                warnings.simplefilter("ignore", UserWarning)
+                self.sched_d.step()
+        if self._scaled:  # an fp16 GradScaler refuses update() in a step that scaled nothing
+            self.scaler.update()
+        self.step += 1
+        return logs
+
+    def _generator_loss(self, batch: DegradationBatch, terms: list[_Term]):
+        """Forward the generator on ``batch.lq`` and sum the active weighted terms:
+        ``(total, unweighted values, outputs, targets)``."""
+        lq = batch.lq.contiguous(memory_format=self.memory_format)
         with self._autocast():
             out = self.G(lq)
             targets = self._targets(batch, out, {t.spec.resolved_target() for t in terms})
             values: dict[str, Tensor] = {}
-            total = hq.new_zeros(())
+            total = batch.hq.new_zeros(())
             for t in terms:
                 if t.spec.on not in out:
                     raise FaceRestoreError(f"{t.spec.path}.on: the generator has no output {t.spec.on!r} "
@@ -270,44 +300,23 @@ class Trainer:
                 value = t.module(pred.float(), target.float(), **ctx)
                 values[t.name] = value.detach()
                 total = total + t.spec.weight * value.float()
-        logs = {k: float(v) for k, v in values.items()}
-        logs["total"] = float(total.detach())
-        if not dist.all_true(math.isfinite(logs["total"]), self.dist, self.device):
-            bad = [k for k, v in logs.items() if not math.isfinite(v)] or ["(on another rank)"]
-            raise TrainingDiverged(
-                f"loss became non-finite at step {step} ({', '.join(f'{k}={logs.get(k)}' for k in bad)}); "
-                f"stopped without writing a checkpoint. Last good checkpoint: {self.last_ckpt or 'none'}. "
-                f"Try a lower train.lr / loss weight, train.grad_clip, or train.amp=false.")
+        return total, values, out, targets
 
-        self.opt_g.zero_grad(set_to_none=True)
-        if total.requires_grad:
-            self._optimizer_step(total, self.G, self.opt_g)
-        with warnings.catch_warnings():  # the step-0 warning when a stage or AMP skips opt.step()
-            warnings.simplefilter("ignore", UserWarning)
-            self.sched_g.step()
-        self.ema.update(self.G, step)
-
-        if adversarial and self.D is not None:
-            for p in self._d_params:  # only what opt_d trains: parameters D froze stay frozen
-                p.requires_grad_(True)
-            with self._autocast():
-                loss_d = sum(t.spec.weight * t.module.discriminator_loss(self.D, targets[t.spec.resolved_target()].float(),
-                                                                         out[t.spec.on].detach().float())
-                             for t in adversarial)
-            logs["d"] = float(loss_d.detach())
-            if not dist.all_true(math.isfinite(logs["d"]), self.dist, self.device):
-                raise TrainingDiverged(f"discriminator loss became non-finite at step {step} (d={logs['d']}); "
-                                       f"last good checkpoint: {self.last_ckpt or 'none'}. Try a lower train.lr_d.")
-            self.opt_d.zero_grad(set_to_none=True)
-            self._optimizer_step(loss_d, self.D, self.opt_d)
-        if self.sched_d is not None:
-            with warnings.catch_warnings():  # before the adversarial start the D optimiser does not step
-                warnings.simplefilter("ignore", UserWarning)
-                self.sched_d.step()
-        if self._scaled:  # an fp16 GradScaler refuses update() in a step that scaled nothing
-            self.scaler.update()
-        self.step += 1
-        return logs
+    def _discriminator_step(self, adversarial: list[_Term], out: dict[str, Tensor], targets: dict[str, Tensor]) -> float:
+        """One critic update on the detached outputs; returns its (weighted) loss."""
+        for p in self._d_params:  # only what opt_d trains: parameters D froze stay frozen
+            p.requires_grad_(True)
+        with self._autocast():
+            loss_d = sum(t.spec.weight * t.module.discriminator_loss(self.D, targets[t.spec.resolved_target()].float(),
+                                                                     out[t.spec.on].detach().float())
+                         for t in adversarial)
+        d = float(loss_d.detach())
+        if not dist.all_true(math.isfinite(d), self.dist, self.device):
+            raise TrainingDiverged(f"discriminator loss became non-finite at step {self.step} (d={d}); "
+                                   f"last good checkpoint: {self.last_ckpt or 'none'}. Try a lower train.lr_d.")
+        self.opt_d.zero_grad(set_to_none=True)
+        self._optimizer_step(loss_d, self.D, self.opt_d)
+        return d
 
     # ---------------------------------------------------------------------------------------
     # checkpoints
@@ -432,6 +441,41 @@ class Trainer:
     # ---------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
         main = self.dist.main
+        self._prepare_run()
+        logger = RunLogger(self.run_dir, self.tensorboard) if main else None
+        progress = Progress(self.stop_at, self.step, self.show_progress)
+        batches = self._loader() if self.step < self.stop_at else None
+        meter = _Meter()
+        t_start, step_start = time.perf_counter(), self.step
+        logs: dict[str, float] = {}
+        try:
+            while self.step < self.stop_at:
+                stage = stage_at(self.plan, self.step)
+                if stage != self.stage:
+                    self.apply_stage(stage)
+                    if main and self.staged:
+                        progress.print(f"stage {stage.name!r} from step {self.step}: training {', '.join(stage.train)}")
+                hq, landmarks = next(batches)
+                self.consumed += 1
+                logs = self.train_step(hq, landmarks)
+                meter.add(logs, hq.shape[0] * self.dist.world)
+                self._after_step(meter, logger, progress)
+            if self.step > step_start or self.last_ckpt is None:
+                if self.step > step_start:
+                    self._report_val(self.run_validation(logger), progress)
+                self.save_checkpoint()
+        finally:
+            progress.close()
+            if logger is not None:
+                logger.close()
+        elapsed = time.perf_counter() - t_start
+        ips_total = (self.step - step_start) * self.cfg.batch_size * self.dist.world / max(elapsed, 1e-9)
+        return TrainResult(self.step, self.run_dir, self.last_ckpt, self.best_psnr, ips_total, logs)
+
+    def _prepare_run(self) -> None:
+        """Run folder, resume (or refuse to overwrite a run), learning rates, recipe copy,
+        validation set."""
+        main = self.dist.main
         if main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         dist.barrier(self.dist)
@@ -455,59 +499,25 @@ class Trainer:
             self.val = self._val_set if self._val_set is not None else build_validation_set(self.recipe, self.pipeline)
             if self.val is None:
                 self._echo("note: data.val is empty: no validation, no best.safetensors")
-        logger = RunLogger(self.run_dir, self.tensorboard) if main else None
-        progress = Progress(self.stop_at, self.step, self.show_progress)
-        batches = self._loader() if self.step < self.stop_at else None
-        images = 0
-        t0 = time.perf_counter()
-        t_start, step_start = t0, self.step
-        logs: dict[str, float] = {}
-        sums: dict[str, float] = {}
-        count = 0
-        try:
-            while self.step < self.stop_at:
-                stage = stage_at(self.plan, self.step)
-                if stage != self.stage:
-                    self.apply_stage(stage)
-                    if main and self.staged:
-                        progress.print(f"stage {stage.name!r} from step {self.step}: training {', '.join(stage.train)}")
-                hq, landmarks = next(batches)
-                self.consumed += 1
-                logs = self.train_step(hq, landmarks)
-                images += hq.shape[0] * self.dist.world
-                for k, v in logs.items():
-                    sums[k] = sums.get(k, 0.0) + v
-                count += 1
-                step = self.step
-                if step % self.cfg.log_every == 0 or step == self.stop_at:
-                    now = time.perf_counter()
-                    ips = images / max(now - t0, 1e-9)
-                    mean = {k: v / count for k, v in sums.items()}
-                    if logger is not None:
-                        logger.write({"event": "train", "step": step, "stage": self.stage.name if self.stage else "",
-                                      "lr": self.opt_g.param_groups[0]["lr"], "images_per_s": ips, "losses": mean})
-                    info = " ".join(f"{k}={v:.4f}" for k, v in mean.items()) + f" | {ips:.1f} img/s"
-                    progress.update(step, info)
-                    if not self.show_progress and main:
-                        self._echo(f"step {step}/{self.stop_at} {info}")
-                    images, t0, sums, count = 0, now, {}, 0
-                else:
-                    progress.update(step)
-                if step % self.cfg.val_every == 0 and step < self.stop_at:
-                    self._report_val(self.run_validation(logger), progress)
-                if step % self.cfg.ckpt_every == 0 and step < self.stop_at:
-                    self.save_checkpoint()
-            if self.step > step_start or self.last_ckpt is None:
-                if self.step > step_start:
-                    self._report_val(self.run_validation(logger), progress)
-                self.save_checkpoint()
-        finally:
-            progress.close()
+
+    def _after_step(self, meter: "_Meter", logger: RunLogger | None, progress: Progress) -> None:
+        """Log every ``log_every`` steps (mean losses, images/s), validate and checkpoint on schedule."""
+        step = self.step
+        if step % self.cfg.log_every == 0 or step == self.stop_at:
+            mean, ips = meter.flush()
             if logger is not None:
-                logger.close()
-        elapsed = time.perf_counter() - t_start
-        ips_total = (self.step - step_start) * self.cfg.batch_size * self.dist.world / max(elapsed, 1e-9)
-        return TrainResult(self.step, self.run_dir, self.last_ckpt, self.best_psnr, ips_total, logs)
+                logger.write({"event": "train", "step": step, "stage": self.stage.name if self.stage else "",
+                              "lr": self.opt_g.param_groups[0]["lr"], "images_per_s": ips, "losses": mean})
+            info = " ".join(f"{k}={v:.4f}" for k, v in mean.items()) + f" | {ips:.1f} img/s"
+            progress.update(step, info)
+            if not self.show_progress and self.dist.main:
+                self._echo(f"step {step}/{self.stop_at} {info}")
+        else:
+            progress.update(step)
+        if step % self.cfg.val_every == 0 and step < self.stop_at:
+            self._report_val(self.run_validation(logger), progress)
+        if step % self.cfg.ckpt_every == 0 and step < self.stop_at:
+            self.save_checkpoint()
 
     def _report_val(self, metrics: dict[str, float] | None, progress: Progress) -> None:
         if metrics:
@@ -516,6 +526,29 @@ class Trainer:
 
     def close(self) -> None:
         dist.shutdown(self.dist)
+
+
+class _Meter:
+    """Running sums of the logged losses and images since the last log line."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = self.images = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, logs: dict[str, float], images: int) -> None:
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+        self.images += images
+
+    def flush(self) -> tuple[dict[str, float], float]:
+        """Mean of each loss and images/s since the last flush; starts a new window."""
+        now = time.perf_counter()
+        mean = {k: v / max(self.count, 1) for k, v in self.sums.items()}
+        ips = self.images / max(now - self.t0, 1e-9)
+        self.sums, self.count, self.images, self.t0 = {}, 0, 0, now
+        return mean, ips
 
 
 def train(recipe: Recipe, run_dir: str | pathlib.Path, **kwargs: Any) -> TrainResult:
