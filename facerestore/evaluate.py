@@ -440,14 +440,7 @@ def _quantize(x: Tensor) -> Tensor:
     return quantize(x)
 
 
-@torch.inference_mode()
-def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device | str = "cpu",
-             batch_size: int = 16, skip: Sequence[str] = (), grid_faces: int = 6, quantize: bool = True,
-             speed_seconds: float = 3.0, log: Callable[[str], None] = lambda s: None,
-             progress: Optional[Callable[[int], None]] = None) -> EvalReport:
-    """Score every model on ``data`` (see the module docstring); returns an :class:`EvalReport`.
-    ``progress(n)`` is called after each batch of ``n`` faces (all models scored)."""
-    device = torch.device(device)
+def _check(models: Sequence[EvalModel], data: PairedSet, skip: Sequence[str]) -> None:
     unknown = set(skip) - set(OPTIONAL_GROUPS)
     if unknown:
         raise FaceRestoreError(f"--skip: unknown metric group(s) {', '.join(sorted(unknown))}; "
@@ -460,6 +453,44 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
         if not m.adaptive and m.scale * data.lq_size != data.hq_size:
             raise FaceRestoreError(f"model {m.name!r} upscales x{m.scale} but the set pairs "
                                    f"{data.lq_size}px inputs with {data.hq_size}px targets")
+
+
+def _score(vals: dict[str, list[Tensor]], sr: Tensor, hq: Tensor, occ: Optional[Tensor], nets: "_MetricNets",
+           id_target: Any, lm_target: Any) -> None:
+    """Append one batch's per-face metrics (``sr``, ``hq`` (B, 3, H, W), ``occ`` (B, 1, H, W) or
+    None) to ``vals`` (metric key -> list of (B,) tensors)."""
+    def add(key: str, v: Tensor) -> None:
+        vals.setdefault(key, []).append(v.detach().double().cpu())
+
+    add("psnr", M.psnr(sr, hq))
+    add("ssim", M.ssim(sr, hq))
+    add("psnr_y", M.psnr_y(sr, hq))
+    add("ssim_y", M.ssim_y(sr, hq))
+    if occ is not None:
+        covered = occ.flatten(1).amax(1) > 0
+        inside = M.masked_psnr(sr, hq, occ)
+        add("psnr_occluded", torch.where(covered, inside, torch.full_like(inside, math.nan)))
+        add("psnr_visible", M.masked_psnr(sr, hq, 1 - occ))
+    if nets.lpips is not None:
+        add("lpips", nets.lpips(sr, hq))
+    if nets.identity is not None:
+        r = nets.identity(sr, hq, cache=id_target)
+        add("id_cosine", r["cosine"])
+        add("id_distance", r["distance"])
+        add("id_verified", r["verified"] * 100.0)
+    if nets.landmarks is not None:
+        add("landmark_nme", nets.landmarks(sr, hq, target_cache=lm_target) * 100.0)
+
+
+@torch.inference_mode()
+def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device | str = "cpu",
+             batch_size: int = 16, skip: Sequence[str] = (), grid_faces: int = 6, quantize: bool = True,
+             speed_seconds: float = 3.0, log: Callable[[str], None] = lambda s: None,
+             progress: Optional[Callable[[int], None]] = None) -> EvalReport:
+    """Score every model on ``data`` (see the module docstring); returns an :class:`EvalReport`.
+    ``progress(n)`` is called after each batch of ``n`` faces (all models scored)."""
+    device = torch.device(device)
+    _check(models, data, skip)
     nets = _MetricNets(device, skip, log)
     per: dict[str, dict[str, list[Tensor]]] = {m.name: {} for m in models}
     seconds = {m.name: 0.0 for m in models}
@@ -482,29 +513,7 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
             if sr.shape != hq.shape:
                 raise FaceRestoreError(f"model {m.name!r} returned {tuple(sr.shape)} for targets {tuple(hq.shape)}")
             sr = _quantize(sr) if quantize else sr.clamp(0, 1)
-            vals = per[m.name]
-
-            def add(key: str, v: Tensor) -> None:
-                vals.setdefault(key, []).append(v.detach().double().cpu())
-
-            add("psnr", M.psnr(sr, hq))
-            add("ssim", M.ssim(sr, hq))
-            add("psnr_y", M.psnr_y(sr, hq))
-            add("ssim_y", M.ssim_y(sr, hq))
-            if occ is not None:
-                covered = occ.flatten(1).amax(1) > 0
-                inside = M.masked_psnr(sr, hq, occ)
-                add("psnr_occluded", torch.where(covered, inside, torch.full_like(inside, math.nan)))
-                add("psnr_visible", M.masked_psnr(sr, hq, 1 - occ))
-            if nets.lpips is not None:
-                add("lpips", nets.lpips(sr, hq))
-            if nets.identity is not None:
-                r = nets.identity(sr, hq, cache=id_target)
-                add("id_cosine", r["cosine"])
-                add("id_distance", r["distance"])
-                add("id_verified", r["verified"] * 100.0)
-            if nets.landmarks is not None:
-                add("landmark_nme", nets.landmarks(sr, hq, target_cache=lm_target) * 100.0)
+            _score(per[m.name], sr, hq, occ, nets, id_target, lm_target)
             seconds[m.name] += time.perf_counter() - t0
             outs.append(sr)
         for i in range(min(len(lq), grid_faces - len(grid))):
