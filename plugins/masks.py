@@ -23,6 +23,7 @@ The occlusion map is binary at HQ size and is exactly the set of pixels the mask
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import math
 import pathlib
 import threading
@@ -205,6 +206,142 @@ _PALETTES = {
 }
 
 
+# --------------------------------------------------------------------------------------------
+# One mask type at a time: outline, ear loops, shading, pattern (all parameters drawn up front)
+# --------------------------------------------------------------------------------------------
+SURGICAL, CLOTH, KN95, N95 = range(4)
+#: pleated band of a surgical mask, as fractions of the mask height below its top edge
+PLEAT_BAND = (0.18, 0.80)
+#: darkening of a pleat (ramp over the fold, extra at its crease) and of the nose-wire strip
+PLEAT_SHADE, PLEAT_CREASE, NOSE_WIRE_SHADE = 0.16, 0.22, 0.10
+#: darkening of a hemmed border and of a centre seam/fold (cloth, KN95); KN95's shaded half
+HEM_SHADE, SEAM_SHADE, KN95_FOLD_SHADE, KN95_HALF_SHADE = 0.12, 0.28, 0.20, 0.10
+#: ear loops beside the mask: vertical centre and half height (N95 straps are narrower)
+LOOP_V, LOOP_RY, STRAP_RY = 0.42, 0.33, 0.25
+#: N95 exhalation valve: centre (u, v), radius, colour
+VALVE_UV, VALVE_R, VALVE_RGB = (0.42, 0.6), 0.16, (0.55, 0.57, 0.6)
+
+
+@dataclasses.dataclass
+class _Draws:
+    """Per-sample random parameters of a batch of procedural masks, indexable by sample."""
+
+    coef: Tensor
+    base: Tensor
+    second: Tensor
+    pattern: Tensor
+    p_angle: Tensor
+    p_freq: Tensor
+    p_duty: Tensor
+    blobs: Tensor
+    curv: Tensor
+    light: Tensor
+    light_dir: Tensor
+    pleats: Tensor
+    loop_kind: Tensor
+    valve: Tensor
+    kn_side: Tensor
+    px_u: Tensor
+    px_v: Tensor
+
+    def select(self, idx: Tensor) -> "_Draws":
+        return _Draws(**{f.name: getattr(self, f.name)[idx] for f in dataclasses.fields(self)})
+
+    def per(self, name: str) -> Tensor:
+        """A per-sample value, broadcastable against (m, 1, H, W) maps."""
+        x = getattr(self, name)
+        return x.view(x.shape[0], 1, 1, 1)
+
+
+def _outline(t: int, u: Tensor, v: Tensor, c: Tensor) -> tuple[Tensor, Tensor]:
+    """Top and bottom edges (mask units) of type ``t`` at ``u``: ``c`` (m, 10, 1, 1) outline coefficients."""
+    au, u2 = u.abs(), u * u
+    circ = 1 - torch.sqrt((1 - u2).clamp_min(0))
+    if t == SURGICAL:  # straight pleated rectangle, slightly curved
+        return c[:, 0:1] + c[:, 2:3] * u2, c[:, 4:5] - c[:, 6:7] * u2
+    if t == CLOTH:  # rounded under the chin
+        return c[:, 0:1] + c[:, 1:2] * au + c[:, 2:3] * u2, c[:, 4:5] - c[:, 6:7] * u2 - c[:, 7:8] * circ
+    if t == KN95:  # pointed top and bottom
+        return c[:, 0:1] + c[:, 1:2] * au, c[:, 4:5] - c[:, 5:6] * au
+    return c[:, 0:1] + c[:, 1:2] * au + c[:, 3:4] * circ, c[:, 4:5] - c[:, 7:8] * circ  # N95 cup
+
+
+def _loops(t: int, u: Tensor, v: Tensor, side: Tensor, c: Tensor, d: _Draws) -> Tensor:
+    """Ear loops (head straps for N95): elliptic rings beside the mask, about a pixel wide."""
+    au = u.abs()
+    edge = c[:, 8:9] - c[:, 9:10] * 0.45
+    rx = 0.16 + 0.1 * d.per("loop_kind")
+    ry = STRAP_RY if t == N95 else LOOP_RY
+    q = torch.sqrt(((au - edge) / rx) ** 2 + ((v - LOOP_V) / ry) ** 2)
+    return ((q - 1).abs() * rx < 1.3 * d.per("px_u")) & (au > side) & (au - edge < rx * 1.05)
+
+
+def _shading(t: int, u: Tensor, v: Tensor, top: Tensor, bot: Tensor, side: Tensor, d: _Draws) -> Tensor:
+    """Brightness factor: cheeks turning away, directional light, then the type's folds and seams."""
+    au, u2 = u.abs(), u * u
+    dv = v - top
+    ld = d.per("light_dir")
+    shade = (1 - d.per("curv") * au * u2) * (1 + d.per("light") * (u * torch.cos(ld) + (v - 0.5) * torch.sin(ld)))
+    if t != CLOTH:  # hemmed / heat-sealed border
+        pv, pu = 1.6 * d.per("px_v"), 1.6 * d.per("px_u")
+        shade = shade * (1 - HEM_SHADE * ((dv < pv) | (bot - v < pv) | (side - au < pu)).float())
+    if t == SURGICAL:  # sawtooth pleats in the middle band, nose wire at the top
+        lo, hi = PLEAT_BAND
+        vn = dv / (bot - top).clamp_min(1e-3)
+        f = torch.frac((vn - lo) * d.per("pleats") / (hi - lo) + 1.0)
+        band = (vn > lo) & (vn < hi)
+        shade = shade * (1 - band.float() * (PLEAT_SHADE * f + PLEAT_CREASE * (f > 0.9).float()))
+        return shade * (1 - NOSE_WIRE_SHADE * ((dv < 0.06) & (au < 0.3)).float())
+    if t == CLOTH:  # centre seam
+        return shade * (1 - SEAM_SHADE * (au < 0.8 * d.per("px_u")).float())
+    if t == KN95:  # folded in the middle, one half turned from the light
+        shade = shade * (1 - KN95_FOLD_SHADE * (au < 0.8 * d.per("px_u")).float())
+        return shade * (1 - KN95_HALF_SHADE * (u * d.per("kn_side") > 0).float())
+    r2 = u2 + ((v - 0.5) / 0.55) ** 2  # N95 cup
+    return shade * (0.72 + 0.28 * torch.sqrt((1 - r2).clamp_min(0)))
+
+
+def _pattern(u: Tensor, v: Tensor, d: _Draws) -> Tensor:
+    """Where the second colour shows (m, 1, H, W) in {0, 1}: 1 stripes, 2 checks, 3 dots, 4 print."""
+    pid = d.pattern
+    m = pid.shape[0]
+    if not bool((pid > 0).any()):
+        return torch.zeros_like(u)
+    ca, sa = torch.cos(d.per("p_angle")), torch.sin(d.per("p_angle"))
+    q1 = torch.frac((u * ca + v * 2 * sa) * d.per("p_freq") + 100)
+    q2 = torch.frac((-u * sa + v * 2 * ca) * d.per("p_freq") + 100)
+    pk = pid.view(m, 1, 1, 1)
+    pat = torch.where(pk == 1, q1 < d.per("p_duty"), (q1 < 0.5) ^ (q2 < 0.5))
+    dots = ((q1 - 0.5) ** 2 + (q2 - 0.5) ** 2) < (d.per("p_duty") * 0.6) ** 2
+    pat = torch.where(pk == 3, dots, pat)
+    if bool((pid == 4).any()):
+        g = torch.stack([u.squeeze(1), v.squeeze(1) * 2 - 1], -1)
+        printed = F.grid_sample(d.blobs, g, mode="bilinear", padding_mode="reflection", align_corners=False) > 0.3
+        pat = torch.where(pk == 4, printed, pat)
+    return (pat & (pk > 0)).float()
+
+
+def _render_type(t: int, u: Tensor, v: Tensor, d: _Draws) -> tuple[Tensor, Tensor]:
+    """Colour (m, 3, H, W) and coverage (m, 1, H, W) of ``m`` masks of type ``t`` on the mask
+    coordinates ``u`` (across, -1..1) and ``v`` (nose bridge 0 .. chin 1)."""
+    m = u.shape[0]
+    c = d.coef.view(m, 10, 1, 1)
+    top, bot = _outline(t, u, v, c)
+    side = c[:, 8:9] - c[:, 9:10] * v
+    inside = (v >= top) & (v <= bot) & (u.abs() <= side)
+    loop = _loops(t, u, v, side, c, d)
+    base = d.base.view(m, 3, 1, 1)
+    col = base.expand(m, 3, *u.shape[-2:])
+    col = col + (d.second.view(m, 3, 1, 1) - base) * _pattern(u, v, d)
+    if t == N95:
+        cx, cy = VALVE_UV
+        vd = (((u - cx) ** 2 + ((v - cy) * 1.1) ** 2) < VALVE_R ** 2) & d.per("valve")
+        col = torch.where(vd, torch.tensor(VALVE_RGB, device=u.device).view(1, 3, 1, 1), col)
+    col = (col * _shading(t, u, v, top, bot, side, d)).clamp(0, 1)
+    loop_col = (0.5 * d.base + 0.5).view(m, 3, 1, 1) * (0.85 + 0.15 * d.per("loop_kind"))
+    return torch.where(inside, col, loop_col), (inside | loop).float()
+
+
 class ProceduralMask(Degradation):
     """Drawn face masks (surgical, cloth, KN95, N95) with random colours, patterns and shading."""
 
@@ -329,91 +466,13 @@ class ProceduralMask(Degradation):
             return colour, alpha
         uv = _map_grid(anchors, CANONICAL.to(dev).expand(n, -1, -1), h, w, (y0, y1, x0, x1))
 
+        draws = _Draws(coef, base, second, pattern, p_angle, p_freq, p_duty, blobs, curv, light, light_dir,
+                       pleats, loop_kind, valve, kn_side, px_u, px_v)
         for t in torch.unique(kind).tolist():  # at most four mask types
             idx = (kind == t).nonzero().squeeze(1)
-            m = idx.numel()
-
-            def p(x: Tensor) -> Tensor:  # per-sample value -> broadcastable (m, 1, 1, 1)
-                return x[idx].view(m, 1, 1, 1)
-
-            u = uv[idx, ..., 0].unsqueeze(1)
-            v = uv[idx, ..., 1].unsqueeze(1)
-            c = coef[idx].view(m, 10, 1, 1)
-            au = u.abs()
-            u2 = u * u
-            if t == 0:  # surgical
-                top = c[:, 0:1] + c[:, 2:3] * u2
-                bot = c[:, 4:5] - c[:, 6:7] * u2
-            elif t == 1:  # cloth
-                circ = 1 - torch.sqrt((1 - u2).clamp_min(0))
-                top = c[:, 0:1] + c[:, 1:2] * au + c[:, 2:3] * u2
-                bot = c[:, 4:5] - c[:, 6:7] * u2 - c[:, 7:8] * circ
-            elif t == 2:  # kn95
-                top = c[:, 0:1] + c[:, 1:2] * au
-                bot = c[:, 4:5] - c[:, 5:6] * au
-            else:  # n95
-                circ = 1 - torch.sqrt((1 - u2).clamp_min(0))
-                top = c[:, 0:1] + c[:, 1:2] * au + c[:, 3:4] * circ
-                bot = c[:, 4:5] - c[:, 7:8] * circ
-            side = c[:, 8:9] - c[:, 9:10] * v
-            inside = (v >= top) & (v <= bot) & (au <= side)
-            height = bot - top
-            dv = v - top  # distance below the top edge, mask units
-
-            # ear loops (head straps for N95): elliptic rings beside the mask
-            edge = c[:, 8:9] - c[:, 9:10] * 0.45
-            rx = 0.16 + 0.1 * p(loop_kind)
-            ry = 0.25 if t == 3 else 0.33
-            q = torch.sqrt(((au - edge) / rx) ** 2 + ((v - 0.42) / ry) ** 2)
-            loop = ((q - 1).abs() * rx < 1.3 * p(px_u)) & (au > side) & (au - edge < rx * 1.05)
-
-            # shading: cheeks turning away, directional light
-            shade = (1 - p(curv) * au * u2) * (1 + p(light) * (u * torch.cos(p(light_dir))
-                                                               + (v - 0.5) * torch.sin(p(light_dir))))
-            if t != 1:  # hemmed / heat-sealed border
-                pv, pu = 1.6 * p(px_v), 1.6 * p(px_u)
-                border = (dv < pv) | (bot - v < pv) | (side - au < pu)
-                shade = shade * (1 - 0.12 * border.float())
-            if t == 0:  # pleats: sawtooth folds in the middle band; nose wire at the top
-                vn = dv / height.clamp_min(1e-3)
-                f = torch.frac((vn - 0.18) * p(pleats) / 0.62 + 1.0)
-                band = (vn > 0.18) & (vn < 0.80)
-                shade = shade * (1 - band.float() * (0.16 * f + 0.22 * (f > 0.9).float()))
-                shade = shade * (1 - 0.10 * ((dv < 0.06) & (au < 0.3)).float())
-            elif t == 1:  # centre seam
-                shade = shade * (1 - 0.28 * (au < 0.8 * p(px_u)).float())
-            elif t == 2:  # folded in the middle, one half turned from the light
-                shade = shade * (1 - 0.2 * (au < 0.8 * p(px_u)).float())
-                shade = shade * (1 - 0.10 * (u * p(kn_side) > 0).float())
-            else:  # cup
-                r2 = u2 + ((v - 0.5) / 0.55) ** 2
-                shade = shade * (0.72 + 0.28 * torch.sqrt((1 - r2).clamp_min(0)))
-
-            col = base[idx].view(m, 3, 1, 1).expand(m, 3, *u.shape[-2:])
-            pid = pattern[idx]
-            if bool((pid > 0).any()):
-                ca, sa = torch.cos(p(p_angle)), torch.sin(p(p_angle))
-                q1 = torch.frac((u * ca + v * 2 * sa) * p(p_freq) + 100)
-                q2 = torch.frac((-u * sa + v * 2 * ca) * p(p_freq) + 100)
-                pk = pid.view(m, 1, 1, 1)
-                pat = torch.where(pk == 1, q1 < p(p_duty), (q1 < 0.5) ^ (q2 < 0.5))
-                dots = ((q1 - 0.5) ** 2 + (q2 - 0.5) ** 2) < (p(p_duty) * 0.6) ** 2
-                pat = torch.where(pk == 3, dots, pat)
-                if bool((pid == 4).any()):
-                    g = torch.stack([u.squeeze(1), v.squeeze(1) * 2 - 1], -1)
-                    printed = F.grid_sample(blobs[idx], g, mode="bilinear", padding_mode="reflection",
-                                            align_corners=False) > 0.3
-                    pat = torch.where(pk == 4, printed, pat)
-                pat = (pat & (pk > 0)).float()
-                col = col + (second[idx].view(m, 3, 1, 1) - base[idx].view(m, 3, 1, 1)) * pat
-            if t == 3:  # exhalation valve
-                vd = (((u - 0.42) ** 2 + ((v - 0.6) * 1.1) ** 2) < 0.16 ** 2) & p(valve)
-                col = torch.where(vd, torch.tensor([0.55, 0.57, 0.6], device=dev).view(1, 3, 1, 1), col)
-            col = (col * shade).clamp(0, 1)
-            loop_col = (0.5 * base[idx] + 0.5).view(m, 3, 1, 1) * (0.85 + 0.15 * p(loop_kind))
-            col = torch.where(inside, col, loop_col)
+            col, cover = _render_type(t, uv[idx, ..., 0].unsqueeze(1), uv[idx, ..., 1].unsqueeze(1), draws.select(idx))
             colour[idx, :, y0:y1, x0:x1] = col
-            alpha[idx, :, y0:y1, x0:x1] = (inside | loop).float()
+            alpha[idx, :, y0:y1, x0:x1] = cover
         return colour, alpha
 
 

@@ -183,3 +183,56 @@ def test_real_masktheface_set(shared_data):
     folder = shared_data / "masks" / "masktheface"
     r = run({"type": "template_mask", "folder": str(folder)}, faces(8), seed=1)
     assert r.occlusion_hq.flatten(1).amax(1).min() == 1
+
+
+# -- one renderer per procedural type (issue 17) ---------------------------------------------------
+def _one_type(name: str, size: int = 256, n: int = 6):
+    from facerestore.components import create
+    from facerestore.interfaces import DegradationBatch
+
+    m = create("degradation", "procedural_mask", types=[name], pattern_prob=0.0, render_size=0, rotation=[0.0, 0.0],
+               jitter=0.0, perspective=0.0)
+    hq = torch.full((n, 3, size, size), 0.5)
+    b = m(DegradationBatch.from_hq(hq), torch.Generator().manual_seed(11))
+    lum = b.lq.mean(1)  # (n, H, W)
+    return lum, b.occlusion_hq[:, 0] > 0.5
+
+
+def _columns(lum, cover, x):
+    """Mean luminance of covered pixels in column ``x`` of each face."""
+    col = torch.where(cover[:, :, x], lum[:, :, x], torch.nan)
+    return torch.nanmean(col, 1)
+
+
+def test_surgical_masks_have_pleats():
+    lum, cover = _one_type("surgical")
+    centre = lum.shape[-1] // 2
+    for i in range(lum.shape[0]):
+        rows = lum[i, cover[i, :, centre], centre]
+        steps = (rows[1:] - rows[:-1]).abs() > 0.03  # fold edges along the vertical line
+        assert int(steps.sum()) >= 3, f"face {i}: {int(steps.sum())} fold edges"
+
+
+def test_cloth_masks_have_a_centre_seam():
+    lum, cover = _one_type("cloth")
+    c = lum.shape[-1] // 2
+    seam = torch.stack([_columns(lum, cover, x) for x in range(c - 1, c + 2)]).amin(0)
+    beside = torch.stack([_columns(lum, cover, x) for x in (c - 12, c + 12)]).mean(0)
+    assert bool((seam < beside * 0.9).all())
+
+
+def test_kn95_masks_are_folded_with_one_half_darker():
+    lum, cover = _one_type("kn95")
+    c = lum.shape[-1] // 2
+    left, right = _columns(lum, cover, c - 20), _columns(lum, cover, c + 20)
+    assert bool(((left - right).abs() > 0.01).all())  # the half turned from the light
+    # pointed: the top edge is highest (smallest row) at the centre
+    for i in range(lum.shape[0]):
+        top = lambda x: int(cover[i, :, x].float().argmax())  # noqa: E731
+        assert top(c) < top(c - 30) and top(c) < top(c + 30)
+
+
+def test_n95_masks_are_cups_brighter_in_the_middle():
+    lum, cover = _one_type("n95")
+    c = lum.shape[-1] // 2
+    assert bool((_columns(lum, cover, c) > _columns(lum, cover, c - 45)).all())
