@@ -210,7 +210,7 @@ def test_surgical_masks_have_pleats():
     for i in range(lum.shape[0]):
         rows = lum[i, cover[i, :, centre], centre]
         steps = (rows[1:] - rows[:-1]).abs() > 0.03  # fold edges along the vertical line
-        assert int(steps.sum()) >= 3, f"face {i}: {int(steps.sum())} fold edges"
+        assert int(steps.sum()) >= 6, f"face {i}: {int(steps.sum())} fold edges"  # hems and nose wire alone: 3
 
 
 def test_cloth_masks_have_a_centre_seam():
