@@ -109,11 +109,11 @@ def write_paired_set(out_dir: str | pathlib.Path, batches: Iterator[tuple[Degrad
 class PairedSet:
     """A paired set in memory: uint8-backed float tensors in [0, 1], CPU, in stem order."""
 
-    hq: Tensor
-    lq: Tensor
-    clean: Tensor
-    occlusion: Tensor
-    occlusion_hq: Tensor
+    hq: Tensor                      # (N, 3, H, W)
+    lq: Tensor                      # (N, 3, h, w)
+    clean: Optional[Tensor]         # (N, 3, h, w) denoising target, None when the set has none
+    occlusion: Optional[Tensor]     # (N, 1, h, w)
+    occlusion_hq: Optional[Tensor]  # (N, 1, H, W)
     stems: list[str]
     manifest: dict[str, Any]
 
@@ -124,9 +124,11 @@ class PairedSet:
         """The set as :class:`DegradationBatch` es (what validation feeds the model)."""
         for i in range(0, len(self), batch_size):
             sl = slice(i, i + batch_size)
-            yield DegradationBatch(hq=self.hq[sl].to(device), lq=self.lq[sl].to(device),
-                                   clean=self.clean[sl].to(device), occlusion=self.occlusion[sl].to(device),
-                                   occlusion_hq=self.occlusion_hq[sl].to(device))
+            lq, hq = self.lq[sl].to(device), self.hq[sl].to(device)
+            occ = self.occlusion[sl].to(device) if self.occlusion is not None else lq.new_zeros(lq.shape[0], 1, *lq.shape[-2:])
+            occ_hq = self.occlusion_hq[sl].to(device) if self.occlusion_hq is not None else hq.new_zeros(hq.shape[0], 1, *hq.shape[-2:])
+            clean = self.clean[sl].to(device) if self.clean is not None else lq
+            yield DegradationBatch(hq=hq, lq=lq, clean=clean, occlusion=occ, occlusion_hq=occ_hq)
 
 
 def _read_png(path: pathlib.Path, channels: int) -> Tensor:
@@ -141,31 +143,76 @@ def _read_png(path: pathlib.Path, channels: int) -> Tensor:
     return t.permute(2, 0, 1).float() / 255
 
 
-def load_paired_set(directory: str | pathlib.Path, limit: int | None = None) -> PairedSet:
-    """Read a set written by ``facerestore degrade`` (checks the manifest and every file)."""
-    root = pathlib.Path(directory)
+def _set_stems(root: pathlib.Path) -> tuple[list[str], dict[str, Any]]:
+    """Stems in set order and the manifest: ours (``facerestore-paired``, version checked) lists
+    them; a set with the same layout from elsewhere (no or another manifest) is read in name order."""
     mpath = root / "manifest.json"
-    if not mpath.is_file():
-        raise FaceRestoreError(f"{root} is not a paired set: no manifest.json (make one with `facerestore degrade`)")
-    try:
-        manifest = json.loads(mpath.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise FaceRestoreError(f"{mpath} is not valid JSON: {exc}") from None
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise FaceRestoreError(f"{mpath}: unsupported format {manifest.get('format')!r} version {manifest.get('version')!r}")
-    stems = [f["stem"] for f in manifest["files"]][: limit if limit is not None else None]
+    manifest: dict[str, Any] = {}
+    if mpath.is_file():
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise FaceRestoreError(f"{mpath} is not valid JSON: {exc}") from None
+    if manifest.get("format") == FORMAT:
+        if manifest.get("version") != VERSION:
+            raise FaceRestoreError(f"{mpath}: unsupported version {manifest.get('version')!r} (this reader: {VERSION})")
+        return [f["stem"] for f in manifest["files"]], manifest
+    if not (root / "lq").is_dir() or not (root / "hq").is_dir():
+        raise FaceRestoreError(f"{root} is not a paired set: expected folders lq/ and hq/ "
+                               "(written by `facerestore degrade`); for a folder of faces use --recipe")
+    return sorted(p.stem for p in (root / "lq").glob("*.png")), manifest
+
+
+def load_paired_set(directory: str | pathlib.Path, limit: int | None = None) -> PairedSet:
+    """Read a paired set (the format above; ``lq_clean``, ``occlusion`` and ``occlusion_hq`` may be
+    missing: None then). Every listed file must exist; a file that cannot be decoded drops its
+    pair with a warning naming it (``manifest["skipped_unreadable"]``), not the whole set. An
+    occlusion map given only at LQ size is resized to HQ size (bilinear: soft edges)."""
+    import warnings
+
+    import torch.nn.functional as F
+
+    root = pathlib.Path(directory)
+    if not root.is_dir():
+        raise FaceRestoreError(f"paired set not found: {root} (make one with `facerestore degrade`)")
+    stems, manifest = _set_stems(root)
+    stems = stems[: limit if limit is not None else None]
     if not stems:
         raise FaceRestoreError(f"{root}: the paired set is empty")
-    cols: dict[str, list[Tensor]] = {s: [] for s in SUBDIRS}
+    subdirs = [s for s in SUBDIRS if s in ("lq", "hq") or (root / s).is_dir()]
+    cols: dict[str, list[Tensor]] = {s: [] for s in subdirs}
+    kept, skipped = [], []
     for stem in stems:
-        for sub in SUBDIRS:
-            p = root / sub / f"{stem}.png"
-            if not p.is_file():
-                raise FaceRestoreError(f"{root}: missing {sub}/{stem}.png listed in manifest.json")
-            cols[sub].append(_read_png(p, 1 if sub.startswith("occlusion") else 3))
-    t = {k: torch.stack(v) for k, v in cols.items()}
-    return PairedSet(hq=t["hq"], lq=t["lq"], clean=t["lq_clean"], occlusion=t["occlusion"],
-                     occlusion_hq=t["occlusion_hq"], stems=stems, manifest=manifest)
+        paths = {sub: root / sub / f"{stem}.png" for sub in subdirs}
+        missing = [sub for sub, p in paths.items() if not p.is_file()]
+        if missing:
+            raise FaceRestoreError(f"{root}: missing {missing[0]}/{stem}.png (the set lists lq/{stem}.png)")
+        try:
+            row = {sub: _read_png(p, 1 if sub.startswith("occlusion") else 3) for sub, p in paths.items()}
+        except FaceRestoreError as exc:
+            warnings.warn(f"skipping pair {stem!r}: {exc}", stacklevel=2)
+            skipped.append(stem)
+            continue
+        kept.append(stem)
+        for sub, t in row.items():
+            cols[sub].append(t)
+    if not kept:
+        raise FaceRestoreError(f"{root}: none of the {len(skipped)} pairs could be read")
+    t = {k: _stack(v, k, root) for k, v in cols.items()}
+    occ_hq = t.get("occlusion_hq")
+    if occ_hq is None and "occlusion" in t:
+        occ_hq = F.interpolate(t["occlusion"], size=t["hq"].shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
+    if skipped:
+        manifest = {**manifest, "skipped_unreadable": skipped}
+    return PairedSet(hq=t["hq"], lq=t["lq"], clean=t.get("lq_clean"), occlusion=t.get("occlusion"),
+                     occlusion_hq=occ_hq, stems=kept, manifest=manifest)
+
+
+def _stack(items: list[Tensor], what: str, root: pathlib.Path) -> Tensor:
+    shapes = {tuple(t.shape) for t in items}
+    if len(shapes) != 1:
+        raise FaceRestoreError(f"{root}/{what}: images differ in size ({sorted(shapes)[:3]})")
+    return torch.stack(items)
 
 
 # --------------------------------------------------------------------------------------------

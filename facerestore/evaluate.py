@@ -18,7 +18,6 @@ import pathlib
 import platform
 import sys
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
@@ -82,107 +81,20 @@ class PairedSet:
                          {**self.description, "limit": n})
 
 
-def _read_png(path: pathlib.Path, channels: int) -> Tensor:
-    import numpy as np
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            arr = np.asarray(im.convert("RGB" if channels == 3 else "L"), dtype=np.uint8)
-    except Exception as exc:
-        raise FaceRestoreError(f"{path}: cannot read image ({exc})") from None
-    t = torch.from_numpy(arr.copy()).float().div_(255.0)
-    return t.permute(2, 0, 1) if channels == 3 else t.unsqueeze(0)
-
-
 def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -> PairedSet:
-    """Read a set written by ``facerestore degrade``: ``lq/``, ``hq/`` and ``occlusion/`` (or
-    ``occlusion_hq/``) PNGs with the same stems, plus ``manifest.json`` if present. An occlusion
-    map at LQ size is resized to HQ size (bilinear: soft weights at the edges)."""
-    root = pathlib.Path(root)
-    if not root.is_dir():
-        raise FaceRestoreError(f"paired set not found: {root} (make one with `facerestore degrade`)")
-    official = _load_with_degrade_module(root, limit)
-    if official is not None:
-        return official
-    lq_dir, hq_dir = root / "lq", root / "hq"
-    if not lq_dir.is_dir() or not hq_dir.is_dir():
-        raise FaceRestoreError(f"{root} is not a paired set: expected folders lq/ and hq/ "
-                               "(written by `facerestore degrade`); for a folder of faces use --recipe")
-    stems = sorted(p.stem for p in lq_dir.glob("*.png"))
-    if not stems:
-        raise FaceRestoreError(f"{lq_dir}: no PNG images")
-    if limit:
-        stems = stems[:limit]
-    occ_dir = next((d for d in (root / "occlusion_hq", root / "occlusion") if d.is_dir()), None)
-    lq, hq, occ = [], [], []
-    skipped: list[str] = []
-    for s in stems:
-        if not (hq_dir / f"{s}.png").is_file():
-            raise FaceRestoreError(f"{root}: lq/{s}.png has no hq/{s}.png")
-        if occ_dir is not None and not (occ_dir / f"{s}.png").is_file():
-            raise FaceRestoreError(f"{root}: lq/{s}.png has no {occ_dir.name}/{s}.png")
-        try:  # an unreadable file drops its pair (named in a warning and in the report), not the set
-            pair = (_read_png(lq_dir / f"{s}.png", 3), _read_png(hq_dir / f"{s}.png", 3),
-                    _read_png(occ_dir / f"{s}.png", 1) if occ_dir is not None else None)
-        except FaceRestoreError as exc:
-            warnings.warn(f"skipping pair {s!r}: {exc}", stacklevel=2)
-            skipped.append(s)
-            continue
-        lq.append(pair[0])
-        hq.append(pair[1])
-        if pair[2] is not None:
-            occ.append(pair[2])
-    if skipped:
-        stems = [s for s in stems if s not in set(skipped)]
-        if not stems:
-            raise FaceRestoreError(f"{root}: none of the {len(skipped)} pairs could be read")
-    lq_t, hq_t = _stack(lq, "lq", root), _stack(hq, "hq", root)
-    occ_t = None
-    if occ:
-        occ_t = _stack(occ, occ_dir.name, root)
-        if occ_t.shape[-2:] != hq_t.shape[-2:]:
-            occ_t = F.interpolate(occ_t, size=hq_t.shape[-2:], mode="bilinear", align_corners=False).clamp(0, 1)
-    desc: dict[str, Any] = {"path": str(root), "count": len(stems)}
-    if skipped:
-        desc["skipped_unreadable"] = skipped
-    manifest = root / "manifest.json"
-    if manifest.is_file():
-        try:
-            m = json.loads(manifest.read_text())
-            desc["manifest"] = {k: m[k] for k in _MANIFEST_KEYS if k in m}
-        except (json.JSONDecodeError, OSError):
-            pass
-    return PairedSet(stems, lq_t, hq_t, occ_t, desc)
+    """A paired set on disk (``facerestore degrade``'s format, read by the one reader,
+    :func:`facerestore.degrade.load_paired_set`) as the scoring view."""
+    from .degrade import load_paired_set
 
-
-_MANIFEST_KEYS = ("source", "recipe", "seed", "count", "degradation", "hq_size", "lq_size", "scale", "command")
-
-
-def _load_with_degrade_module(root: pathlib.Path, limit: Optional[int]) -> Optional[PairedSet]:
-    """Sets whose manifest says ``facerestore-paired`` are read by the module that writes them
-    (:func:`facerestore.degrade.load_paired_set`: manifest order, every file checked)."""
-    try:
-        manifest = json.loads((root / "manifest.json").read_text())
-        from . import degrade as D
-    except (OSError, json.JSONDecodeError, ImportError):
-        return None
-    if manifest.get("format") != getattr(D, "FORMAT", None) or not hasattr(D, "load_paired_set"):
-        return None
-    try:
-        ps = D.load_paired_set(root, limit=limit)
-    except FaceRestoreError:  # a damaged file: the per-file reader below skips that pair, with a warning
-        return None
-    desc = {"path": str(root), "count": len(ps), "manifest": {k: ps.manifest[k] for k in _MANIFEST_KEYS
-                                                               if k in ps.manifest}}
+    ps = load_paired_set(root, limit=limit)
+    desc: dict[str, Any] = {"path": str(root), "count": len(ps),
+                            "manifest": {k: ps.manifest[k] for k in _MANIFEST_KEYS if k in ps.manifest}}
+    if ps.manifest.get("skipped_unreadable"):
+        desc["skipped_unreadable"] = ps.manifest["skipped_unreadable"]
     return PairedSet(list(ps.stems), ps.lq, ps.hq, ps.occlusion_hq, desc)
 
 
-def _stack(items: list[Tensor], what: str, root: pathlib.Path) -> Tensor:
-    shapes = {tuple(t.shape) for t in items}
-    if len(shapes) != 1:
-        raise FaceRestoreError(f"{root}/{what}: images differ in size ({sorted(shapes)[:3]})")
-    return torch.stack(items)
+_MANIFEST_KEYS = ("source", "recipe", "seed", "count", "degradation", "hq_size", "lq_size", "scale", "command")
 
 
 def degrade_faces(faces_dir: str | os.PathLike[str], recipe, seed: int, limit: Optional[int] = None,
@@ -194,11 +106,9 @@ def degrade_faces(faces_dir: str | os.PathLike[str], recipe, seed: int, limit: O
     ``batch_size`` with one generator seeded ``seed`` on the CPU: the pairs a seed gives depend on
     the batch size, as for ``facerestore degrade``.
     """
-    try:
-        from . import degrade as D
-        from .data import FaceFolder, to_float
-    except ImportError as exc:  # pragma: no cover - parts of the package
-        raise FaceRestoreError(f"degrading on the fly needs facerestore.degrade and facerestore.data ({exc})") from None
+    from . import degrade as D
+    from .data import FaceFolder, to_float
+
     if not pathlib.Path(faces_dir).is_dir():
         raise FaceRestoreError(f"face folder not found: {faces_dir}")
     ds = FaceFolder([str(faces_dir)], recipe.hq_size, limit=limit)
@@ -268,22 +178,6 @@ def _generator_model(name: str, gen: nn.Module, source: str) -> EvalModel:
     return EvalModel(name, restore, source, gen, int(getattr(gen, "scale", 4)))
 
 
-def bicubic_model(scale: int, device: torch.device | str = "cpu") -> EvalModel:
-    """Bicubic upsampling through the registry's ``sr_only`` + ``bicubic`` components, or plain
-    ``F.interpolate`` (bicubic, align_corners=False, clamped) if they are not installed."""
-    from .components import default_registry
-
-    reg = default_registry()
-    if ("generator", "sr_only") in reg and ("upsampler", "bicubic") in reg:
-        gen = reg.build("generator", {"type": "sr_only", "upsampler": {"type": "bicubic", "scale": scale}}, "bicubic")
-        return _generator_model("bicubic", gen.to(device).eval(), "generator sr_only + upsampler bicubic")
-
-    def restore(lq: Tensor) -> Tensor:
-        return F.interpolate(lq, scale_factor=scale, mode="bicubic", align_corners=False).clamp(0, 1)
-
-    return EvalModel("bicubic", restore, "torch bicubic interpolation", None, scale)
-
-
 def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", precision: str = "fp32") -> EvalModel:
     """A model scored on inputs of any size the way ``restore`` uses it: the input is resized to
     the model's input size (:meth:`facerestore.restore.Restorer.run_model`), the output to the
@@ -322,18 +216,9 @@ def resolve_model(spec: str, device: torch.device | str = "cpu", scale: int = 4)
     """``bicubic``, a bundled model name or a checkpoint file, resolved by
     :func:`facerestore.zoo.resolve_model` (the same names ``restore`` takes). ``scale`` is used
     by ``bicubic`` only (the data's HQ/LQ ratio)."""
-    try:
-        from .zoo import resolve_model as zoo_resolve
-    except ImportError:  # pragma: no cover - zoo is part of the package
-        zoo_resolve = None
-    if zoo_resolve is None:
-        if spec == "bicubic":
-            return bicubic_model(scale, device)
-        from .checkpoint import load_generator
+    from .zoo import resolve_model as zoo_resolve
 
-        gen, recipe = load_generator(spec, device)
-    else:
-        gen, recipe = zoo_resolve(spec, device, scale=scale)
+    gen, recipe = zoo_resolve(spec, device, scale=scale)
     if spec == "bicubic":
         source = "bicubic interpolation (sr_only generator, bicubic upsampler)"
     elif recipe is not None and pathlib.Path(spec).suffix:
