@@ -48,7 +48,8 @@ def load_photo(path: str | None) -> tuple[torch.Tensor, str]:
 
 
 def degradation_for(recipe) -> list[dict]:
-    """The model's own degradation, minus template masks when their folder is not on this machine."""
+    """The model's own degradation (a mask always; any-scale models at x4), minus template masks
+    when their folder is not on this machine."""
     if recipe is None:
         return FALLBACK_DEGRADATION
     specs = []
@@ -56,6 +57,10 @@ def degradation_for(recipe) -> list[dict]:
         spec = dict(spec)
         if spec.get("type") == "template_mask":
             continue
+        if spec.get("type") == "random_downscale":  # an any-scale model: show it a 32 px face (x4)
+            spec = {"type": "downscale", "scale": 4, "mode": "bicubic"}
+        if spec.get("type") in ("random_mask", "procedural_mask"):
+            spec["p"] = 1.0  # the demo is about removing a mask: always draw one
         if spec.get("type") == "random_mask" and spec.get("template_prob", 0) > 0:
             folder = pathlib.Path(spec.get("folder", ""))
             if not (folder / "masks.cfg").is_file():
