@@ -148,8 +148,13 @@ def test_paired_set_round_trip(tmp_path):
     (tmp_path / "set" / "lq" / "00003.png").unlink()
     with pytest.raises(FaceRestoreError, match="00003"):
         load_paired_set(tmp_path / "set")
-    with pytest.raises(FaceRestoreError, match="manifest"):
+    with pytest.raises(FaceRestoreError, match="not a paired set"):
         load_paired_set(tmp_path)
+    # an unreadable file drops its pair, with a warning, not the set
+    (tmp_path / "set" / "lq" / "00003.png").write_bytes(b"not a png")
+    with pytest.warns(UserWarning, match="00003"):
+        ps = load_paired_set(tmp_path / "set")
+    assert ps.stems == ["00000", "00001", "00002", "00004"] and ps.manifest["skipped_unreadable"] == ["00003"]
 
 
 # -- any-scale training (issue 14) ---------------------------------------------------------------

@@ -312,8 +312,8 @@ def test_restore_handles(name, restored, corpus):
         assert not [line for line in named if line.startswith("error:")], named
         with Image.open(target) as im:
             im.load()
-            if mode == "aligned":
-                assert im.size == (128, 128)
+            if mode == "aligned":  # square, at least the model's output size (larger crops keep theirs)
+                assert im.size[0] == im.size[1] >= 128
     else:
         assert not target.exists()
         errors = [line for line in named if line.startswith("error:")]
