@@ -39,6 +39,7 @@ def main() -> None:
     ap.add_argument("--photo", default=str(DEFAULT_PHOTO))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
@@ -46,7 +47,7 @@ def main() -> None:
     from facerestore.io import read_image
     from facerestore.restore import Restorer
 
-    r = Restorer.from_pretrained(args.model, device="cpu", batch_size=16)
+    r = Restorer.from_pretrained(args.model, device="cpu", batch_size=16, precision=args.precision)
     rows = []
     for b in (1, 16):
         faces = torch.rand(b, 3, r.lq_size, r.lq_size, generator=torch.Generator().manual_seed(0))
