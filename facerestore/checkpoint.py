@@ -52,8 +52,9 @@ def atomic_write_bytes(path: str | os.PathLike[str], writer) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; outputs follow the umask
         writer(tmp)
+        # mkstemp makes 0600, and some writers (safetensors) recreate the file 0600: outputs follow the umask
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)

@@ -2,6 +2,6 @@
 `facerestore --help` and option parsing stay fast."""
 
 #: the model `restore`, `eval` and `demo` use unless told otherwise (bundled in facerestore/weights)
-DEFAULT_MODEL = "jdsr-x4"
+DEFAULT_MODEL = "masked-any"
 #: the face detector `restore` uses unless told otherwise (a registered `detector` component)
 DEFAULT_DETECTOR = "mtcnn"

@@ -3,8 +3,8 @@
 * ``bicubic``: no weights, a ``sr_only`` generator with the ``bicubic`` upsampler (the baseline
   every trained model must beat; also what tests use, so they need no training);
 * a bundled name (:data:`BUNDLED`): a safetensors file shipped inside the package under
-  ``facerestore/weights/``; the default, ``jdsr-x4``, is ``recipes/jdsr_gan_small.toml`` trained for 3000 steps
-  on celeba/train (docs/model-card.md);
+  ``facerestore/weights/``: the default ``masked-any`` (``recipes/masked_any.toml``, faces at any
+  scale) and ``jdsr-x4`` (``recipes/jdsr_gan_small.toml``, 32 -> 128 px); see docs/model-card.md;
 * anything else is a path to a facerestore safetensors checkpoint (its recipe is inside it).
 """
 
@@ -24,10 +24,13 @@ from .errors import FaceRestoreError, MissingWeightsError
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 #: bundled model name -> file under :data:`WEIGHTS_DIR`
 BUNDLED: dict[str, str] = {
+    "masked-any": "masked-any.safetensors",
     "jdsr-x4": "jdsr-x4.safetensors",
 }
 #: bundled model name -> what it is and what it was trained on (shown by `facerestore doctor`)
 BUNDLED_INFO: dict[str, str] = {
+    "masked-any": "recipes/masked_any.toml, aligned 128 px faces at any scale (x1-x8); celeba/train, "
+                  "144,000 images; docs/model-card.md",
     "jdsr-x4": "recipes/jdsr_gan_small.toml, 32 -> 128 px; celeba/train, 48,000 images; docs/model-card.md",
 }
 #: weight-free models: name -> (generator spec given the scale)

@@ -227,3 +227,14 @@ def test_bf16_precision_stays_close_to_fp32():
     assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 0.005
     res = CliRunner().invoke(app, ["restore", "x.png", "--precision", "fp8"])
     assert res.exit_code == 2 and "--precision" in res.output
+
+
+def test_checkpoints_and_exports_follow_the_umask(tmp_path):
+    from facerestore.checkpoint import save_tensors
+
+    old = os.umask(0o022)
+    try:
+        save_tensors(tmp_path / "c.safetensors", {"w": torch.zeros(2)}, {"contents": "generator"})
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "c.safetensors") == 0o644
