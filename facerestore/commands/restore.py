@@ -49,7 +49,8 @@ def register(app: typer.Typer) -> None:
         compare: bool = typer.Option(False, "--compare", help="Also write input | output side by side to OUT/compare."),
         min_face: float = typer.Option(0.0, "--min-face", min=0, help="Skip faces whose eye distance is below PX pixels."),
         max_face: float = typer.Option(0.0, "--max-face", min=0, help="Skip faces whose eye distance is above PX pixels (0: no limit)."),
-        min_score: float = typer.Option(0.9, "--min-score", min=0, max=1, help="Ignore detections less confident than this."),
+        min_score: Optional[float] = typer.Option(None, "--min-score", min=0, max=1, help="Ignore detections less "
+                                                  "confident than this (default: the detector's own, 0.9 for mtcnn)."),
         color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Match restored faces' colour to the photo."),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse larger inputs and outputs (default ~89.5 MP)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),

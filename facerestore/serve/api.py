@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from ..defaults import DEFAULT_DETECTOR
 from .. import __version__
 from . import ServeConfig
 from .engine import Engine, Options, ServeError
@@ -104,7 +105,7 @@ def _routes(app: FastAPI, engine: Engine, config: ServeConfig) -> None:
         model: Optional[str] = Query(None, description="A model this server offers (see /api/health)."),
         fidelity: Optional[float] = Query(None, ge=0, le=1, description="Fidelity weight, if the model has one."),
         upscale: float = Query(1.0, ge=1, le=config.max_upscale, description="Enlarge the whole photo."),
-        detector: str = Query("mtcnn", description="Face detector (registry name)."),
+        detector: str = Query(DEFAULT_DETECTOR, description="Face detector (registry name)."),
         min_face: float = Query(0.0, ge=0, description="Skip faces with a smaller eye distance (px)."),
         max_face: float = Query(0.0, ge=0, description="Skip faces with a larger eye distance (px; 0: none)."),
     ) -> Response:

@@ -27,6 +27,7 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor
 
+from ..defaults import DEFAULT_DETECTOR
 from . import ServeConfig
 
 
@@ -46,7 +47,7 @@ class Options:
     model: Optional[str] = None
     fidelity: Optional[float] = None
     upscale: float = 1.0
-    detector: str = "mtcnn"
+    detector: str = DEFAULT_DETECTOR
     min_face: float = 0.0
     max_face: float = 0.0
 
@@ -138,7 +139,7 @@ class Engine:
         with self._lock:
             if name not in self._detectors:
                 device = self.base(None).device
-                if name == "mtcnn":
+                if name == DEFAULT_DETECTOR:
                     self._detectors[name] = default_detector(device)
                 else:
                     params = {p.name for p in default_registry().get("detector", name).params}

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..defaults import DEFAULT_DETECTOR
 from . import ServeConfig
 from .engine import Engine, Options, ServeError
 
@@ -80,7 +81,7 @@ def build_ui(engine: Engine, config: ServeConfig) -> gr.Blocks:
                                          info="1 keeps the photo's visible pixels; 0 takes the model's",
                                          visible=engine.supports_fidelity)
                     upscale = gr.Slider(1, config.max_upscale, value=1, step=0.5, label="Upscale")
-                    detector = gr.Dropdown(engine.detectors, value="mtcnn", label="Face detector")
+                    detector = gr.Dropdown(engine.detectors, value=DEFAULT_DETECTOR, label="Face detector")
                     with gr.Row():
                         min_face = gr.Number(0, minimum=0, label="Min face (eye distance, px)")
                         max_face = gr.Number(0, minimum=0, label="Max face (px, 0: no limit)")
