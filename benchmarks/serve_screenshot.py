@@ -1,6 +1,6 @@
 """The screenshot in docs/serve.md: the web app after restoring the masked-astronaut example.
 
-    python benchmarks/serve_screenshot.py [--model jdsr-x4] [--out docs/img/serve.png]
+    python benchmarks/serve_screenshot.py [--model masked-any] [--out docs/img/serve.png]
 
 Starts ``facerestore serve`` in this process on 127.0.0.1, opens it in Debian's chromium
 (headless, through Playwright's executable_path; nothing is downloaded), picks the 128-px example
@@ -57,7 +57,7 @@ def shoot(url: str, out: pathlib.Path, chromium: str) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="jdsr-x4")
+    ap.add_argument("--model", default="masked-any")
     ap.add_argument("--out", type=pathlib.Path, default=REPO / "docs" / "img" / "serve.png")
     args = ap.parse_args(argv)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
