@@ -61,6 +61,16 @@ class ItemProgress:
             self._last = now
             print(self.line(), file=self.stream, flush=True)
 
+    def update_to(self, done: int, total: Optional[int] = None) -> None:
+        """Callback form ``progress(done, total)`` (e.g. frames of a video whose count is known
+        only once decoding starts): sets the total and advances to ``done``."""
+        if total is not None:
+            self.total = max(total, done)
+            if self._bar is not None:
+                self._bar.update(self._task, total=self.total)
+        if done > self.done:
+            self.advance(done - self.done)
+
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.stop()

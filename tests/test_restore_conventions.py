@@ -238,3 +238,12 @@ def test_checkpoints_and_exports_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert mode(tmp_path / "c.safetensors") == 0o644
+
+
+def test_progress_callback_form_sets_the_total():
+    buf = io.StringIO()
+    with ItemProgress(None, "clip.mp4", unit="frames", every=0.0, stream=buf) as p:
+        p.update_to(10, 50)
+        p.update_to(50, 50)
+    assert p.total == 50 and p.done == 50
+    assert buf.getvalue().splitlines()[-1].startswith("clip.mp4: 50/50 frames")

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
+from ..progress import ItemProgress
 from ..video import VIDEO_SUFFIXES
 
 
@@ -56,9 +57,9 @@ def restore_videos(restorer, items: Iterable[Any], out_dir: str | os.PathLike[st
             continue
         target = video_target(out_dir, item)
         try:
-            with _ProgressBar(item.path.name, quiet) as progress:
+            with ItemProgress(None, item.path.name, unit="frames", quiet=quiet) as bar:
                 summary = restore_video(restorer, item.path, target, detect_every=detect_every, crf=crf,
-                                        start=start, end=end, progress=progress, max_pixels=max_pixels)
+                                        start=start, end=end, progress=bar.update_to, max_pixels=max_pixels)
         except InputImageError as exc:
             fail(str(exc))
             failed += 1
@@ -76,47 +77,3 @@ def summary_line(src: Any, dst: Any, s: Any) -> str:
     return (f"{src} -> {dst}: {s.frames} frames ({s.fps:g} fps), {s.faces} faces restored in {s.tracks} "
             f"track(s) on {s.restored_frames} frames, audio {s.audio}, {s.seconds:.1f}s "
             f"({s.speed:.1f} frames/s)")
-
-
-class _ProgressBar:
-    """A rich progress bar (frames, frames/s, ETA) on stderr when it is a terminal; the context
-    value is the ``progress(done, total)`` callback for ``restore_video`` (None when hidden)."""
-
-    def __init__(self, name: str, quiet: bool):
-        self.name, self.quiet, self.bar, self.task = name, quiet, None, None
-
-    def __enter__(self) -> Optional[Callable[[int, int], None]]:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        console = Console(stderr=True)
-        if self.quiet or not console.is_terminal:
-            return None
-        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TextColumn("frames"), _speed_column(), TimeRemainingColumn(), console=console,
-                            transient=True)
-        self.bar.start()
-        self.task = self.bar.add_task(self.name, total=None)
-        return self.update
-
-    def update(self, done: int, total: int) -> None:
-        self.bar.update(self.task, completed=done, total=max(total, done))
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
-def _speed_column():
-    """A rich column: frames per second since the video started (steadier than rich's estimate, as
-    frames arrive in batches)."""
-    from rich.progress import ProgressColumn
-    from rich.text import Text
-
-    class SpeedColumn(ProgressColumn):
-        def render(self, task) -> Text:
-            speed = task.completed / task.elapsed if task.elapsed and task.completed else None
-            return Text(f"{speed:.1f} frames/s" if speed else "- frames/s")
-
-    return SpeedColumn()
-
