@@ -17,6 +17,9 @@ Models see each input the way ``restore`` feeds them (``Restorer.run_model``: re
 model's own input size), outputs are scored at 128 px and rounded to 8 bits. ``input (bicubic)`` is
 the degraded input itself, bicubic-resized to 128 px. Writes a section of docs/benchmarks.md
 between ``<!-- by_scale:begin -->`` and ``<!-- by_scale:end -->``.
+
+Scores are cached per (protocol, model file's sha256, precision, data, seed, limit) in ``--cache``
+(``runs/by_scale_cache.json``): a rerun after training a new checkpoint scores only that one.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import argparse
 import copy
 import datetime
+import hashlib
+import json
 import os
 import pathlib
 import re
@@ -81,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", default="landmarks,speed", help="metric groups not computed")
     p.add_argument("--bf16", action="store_true", help="also score each --model with bf16 autocast")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
+    p.add_argument("--cache", default="runs/by_scale_cache.json", help="score cache ('' = none)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
     import torch
@@ -91,25 +97,60 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     recipe = load_recipe(args.recipe)
     skip = [s for s in args.skip.split(",") if s]
+    cache = Cache(pathlib.Path(args.cache) if args.cache else None)
     rows, t0 = [], time.perf_counter()
     for name, chain in protocols(recipe).items():
         data = paired(recipe, name, chain, args.val, args.limit, args.seed)
-        specs = ["bicubic", *args.model]
+        specs = [("bicubic", "fp32"), *((m, "fp32") for m in args.model)]
         if args.baseline and name in ("r4", "paper x4"):
-            specs.insert(1, args.baseline)
-        models = [E.adaptive_model(s, data.hq_size) for s in specs]
+            specs.insert(1, (args.baseline, "fp32"))
         if args.bf16:
-            models += [E.adaptive_model(s, data.hq_size, precision="bf16") for s in args.model]
-        report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
-        for m in report.models:
-            rows.append((name, m.name, m.values))
+            specs += [(m, "bf16") for m in args.model]
+        keys = [cache.key(name, spec, prec, args) for spec, prec in specs]
+        todo = [(spec, prec) for (spec, prec), k in zip(specs, keys) if k not in cache]
+        if todo:
+            models = [E.adaptive_model(spec, data.hq_size, precision=prec)
+                      for spec, prec in todo]
+            report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
+            for (spec, prec), m in zip(todo, report.models):
+                cache.put(cache.key(name, spec, prec, args), m.name, m.values)
+        for k in keys:
+            rows.append((name, *cache.get(k)))
         print(f"[{time.perf_counter() - t0:6.0f}s] {name}: " + "; ".join(
-            f"{m.name} {m.values['psnr']:.2f} dB" for m in report.models), flush=True)
+            f"{model} {values['psnr']:.2f} dB" for _, model, values in rows if _ == name), flush=True)
     table = render(rows, args, len(data), time.perf_counter() - t0)
     print(table)
     if args.out:
         write(pathlib.Path(args.out), table)
     return 0
+
+
+class Cache:
+    """Scores already computed, keyed by what determines them (the weights' bytes, not a name)."""
+
+    def __init__(self, path: pathlib.Path | None):
+        self.path = path
+        self.data = json.loads(path.read_text()) if path and path.is_file() else {}
+
+    @staticmethod
+    def key(protocol: str, spec: str, precision: str, args) -> str:
+        from facerestore.zoo import BUNDLED, bundled_path
+
+        path = bundled_path(spec) if spec in BUNDLED else pathlib.Path(spec)
+        model = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else spec
+        return json.dumps([protocol, model, precision, os.path.abspath(args.val), args.seed, args.limit, args.skip])
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.data
+
+    def get(self, key: str) -> tuple[str, dict]:
+        return tuple(self.data[key])
+
+    def put(self, key: str, name: str, values: dict) -> None:
+        self.data[key] = [name, {k: float(v) for k, v in values.items() if isinstance(v, (int, float))}]
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(json.dumps(self.data, indent=1))
 
 
 def render(rows, args, count: int, seconds: float) -> str:

@@ -150,6 +150,17 @@ def load_state_strict(module: nn.Module, tensors: Mapping[str, Tensor], what: st
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
 
 
+def load_matching(module: nn.Module, tensors: Mapping[str, Tensor], what: str) -> list[str]:
+    """Warm start: load every tensor whose name and shape match ``module``'s; the module's other
+    tensors keep their initialisation. Returns the names not loaded; fails if nothing matches."""
+    own = module.state_dict()
+    match = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not match:
+        raise CheckpointError(f"{what}: no tensor matches the recipe's generator (a different architecture)")
+    module.load_state_dict(match, strict=False)
+    return sorted(set(own) - set(match))
+
+
 def save_generator(path: str | os.PathLike[str], generator: nn.Module, recipe, *, step: int = 0,
                    extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
     """A generator-only file (``generator.`` prefix) carrying its recipe: enough for restore/eval."""

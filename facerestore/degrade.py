@@ -256,6 +256,7 @@ def read_degradation_recipe(path: str | pathlib.Path) -> tuple[list[dict[str, An
     import tomllib
 
     from .errors import RecipeError
+    from .recipe import resolve_paths
 
     p = pathlib.Path(path)
     if not p.is_file():
@@ -264,6 +265,7 @@ def read_degradation_recipe(path: str | pathlib.Path) -> tuple[list[dict[str, An
         data = tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RecipeError("", f"{p} is not valid TOML: {exc}") from None
+    resolve_paths(data, p.parent)  # a mask ``folder`` is relative to the recipe, as in training
     specs = data.get("degradation", [])
     if not isinstance(specs, list) or not specs:
         raise RecipeError("degradation", f"{p} has no [[degradation]] steps")

@@ -89,6 +89,9 @@ class TrainConfig:
     amp: bool = True
     #: bf16 autocast on a CPU with native bf16 (AVX512-BF16/AMX): ~2x conv throughput here
     cpu_amp: bool = False
+    #: start the generator from these weights (a bundled model name or a .safetensors path,
+    #: relative to the recipe): tensors of the same name and shape load, new ones keep their init
+    init: str = ""
     channels_last: bool = True
     stages: list[StageConfig] = dataclasses.field(default_factory=list)
 
@@ -97,13 +100,15 @@ class TrainConfig:
 class LossSpec:
     """One weighted term. ``on`` is a generator output (``sr``, ``denoised``, ``noise_map``,
     ``heatmaps``); ``target`` defaults from :data:`DEFAULT_TARGETS`; ``start`` is the step at which
-    the term switches on (adversarial warm-up); ``stages`` limits it to named stages."""
+    the term switches on (adversarial warm-up); ``every`` = k computes an expensive term (identity,
+    perceptual) on one step in k only, at its weight; ``stages`` limits it to named stages."""
 
     type: str
     on: str = "sr"
     target: str = ""
     weight: float = 1.0
     start: int = 0
+    every: int = 1
     stages: list[str] = dataclasses.field(default_factory=list)
     params: dict[str, Any] = dataclasses.field(default_factory=dict)
     path: str = ""
@@ -143,7 +148,7 @@ class Recipe:
         if self.discriminator is not None:
             out["discriminator"] = copy.deepcopy(self.discriminator)
         out["loss"] = [{"type": l.type, "on": l.on, "target": l.resolved_target(), "weight": l.weight,
-                        "start": l.start, "stages": list(l.stages), **copy.deepcopy(l.params)}
+                        "start": l.start, "every": l.every, "stages": list(l.stages), **copy.deepcopy(l.params)}
                        for l in self.losses]
         train = dataclasses.asdict(self.train)
         train["betas"] = list(train["betas"])
@@ -162,7 +167,7 @@ class Recipe:
 # --------------------------------------------------------------------------------------------
 _TOP_KEYS = {"name", "description", "scale", "hq_size", "data", "degradation", "generator",
              "discriminator", "loss", "train"}
-_LOSS_KEYS = {"type", "on", "target", "weight", "start", "stages"}
+_LOSS_KEYS = {"type", "on", "target", "weight", "start", "every", "stages"}
 
 
 def load_recipe(source: str | pathlib.Path | Mapping[str, Any], overrides: list[str] | None = None, *,
@@ -199,7 +204,7 @@ PATH_KEYS = ("folder",)
 
 def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
     """Make the recipe's relative paths (``data.train``, ``data.val``, a degradation's
-    ``folder``) relative to the recipe file's folder ``base`` instead of the working directory.
+    ``folder``, ``train.init``) relative to the recipe file's folder ``base`` instead of the working directory.
     They stay relative (to the working directory) so runs and checkpoints do not embed absolute
     paths of one machine."""
     def fix(p: Any) -> Any:
@@ -215,6 +220,9 @@ def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
             section["train"] = fix(section["train"])
         if "val" in section:
             section["val"] = fix(section["val"])
+    train = data.get("train")
+    if isinstance(train, dict) and str(train.get("init", "")).endswith(".safetensors"):
+        train["init"] = fix(train["init"])
     for spec in data.get("degradation", []) if isinstance(data.get("degradation"), list) else []:
         if isinstance(spec, dict):
             for key in PATH_KEYS:
@@ -322,6 +330,8 @@ def validate_recipe(recipe: Recipe, registry: Registry) -> None:
                 raise RecipeError(f"{loss.path}.stages", f"no stage named {s!r} in train.stages")
         if loss.weight < 0 or loss.start < 0:
             raise RecipeError(loss.path, "weight and start must be >= 0")
+        if loss.every < 1:
+            raise RecipeError(f"{loss.path}.every", f"must be >= 1, got {loss.every}")
 
 
 def resolve_spec(registry: Registry, kind: str, spec: Mapping[str, Any], path: str = "") -> dict[str, Any]:

@@ -167,18 +167,24 @@ class JDSRAnyScale(Generator):
       keep (``alpha``) plus a residual: ``sr = alpha * x + (1 - alpha) * coarse + residual``. Sharp,
       visible parts pass through; masked or degraded parts come from the core.
 
+    ``refine_channels`` > 0 adds two 3x3 convs at full resolution that correct the folded
+    prediction (alpha logit and residual) from the input, the coarse face and that prediction: the
+    space-to-depth output alone paints a 4-px dotted texture on large faces. Zero-initialised, so
+    weights trained without it load (``train.init``) and start from the same output.
+
     Outputs ``sr``, ``coarse``, ``noise_map`` (the occlusion estimate, upsampled to S),
     ``denoised`` (S / fold) and ``heatmaps`` when the SR module has a face prior.
     """
 
     def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
-                 identity_channels: int = 32, fusion_channels: int = 48, fusion_blocks: int = 3):
+                 identity_channels: int = 32, fusion_channels: int = 48, fusion_blocks: int = 3,
+                 refine_channels: int = 0):
         super().__init__()
         self.core = JDSRGenerator(denoiser, upsampler, identity_channels=identity_channels)
         self.fold = fold = self.core.scale
         self.scale = 1
-        if fusion_channels < 1 or fusion_blocks < 0:
-            raise ValueError("fusion_channels >= 1, fusion_blocks >= 0")
+        if fusion_channels < 1 or fusion_blocks < 0 or refine_channels < 0:
+            raise ValueError("fusion_channels >= 1, fusion_blocks >= 0, refine_channels >= 0")
         cin = 2 * 3 * fold * fold + 1
         c = fusion_channels
         self.fusion = nn.Sequential(conv3x3(cin, c), nn.ReLU(inplace=True),
@@ -187,9 +193,17 @@ class JDSRAnyScale(Generator):
         with torch.no_grad():  # start as the mean of input and coarse face, no residual
             self.fusion[-2].weight.mul_(0.1)
             self.fusion[-2].bias.zero_()
+        self.refine: nn.Module | None = None
+        if refine_channels:
+            self.refine = nn.Sequential(conv3x3(10, refine_channels), nn.ReLU(inplace=True),
+                                        conv3x3(refine_channels, 4))
+            with torch.no_grad():
+                self.refine[-1].weight.zero_()
+                self.refine[-1].bias.zero_()
 
     def stage_modules(self) -> dict[str, nn.Module]:
-        return {**self.core.stage_modules(), "fusion": self.fusion}
+        fusion = self.fusion if self.refine is None else StageGroup(fold=self.fusion, refine=self.refine)
+        return {**self.core.stage_modules(), "fusion": fusion}
 
     def forward(self, lq: Tensor) -> dict[str, Tensor]:
         h, w = lq.shape[-2:]
@@ -199,6 +213,8 @@ class JDSRAnyScale(Generator):
         coarse, occ_small = out["sr"], out["noise_map"]
         feats = torch.cat([F.pixel_unshuffle(lq, self.fold), F.pixel_unshuffle(coarse, self.fold), occ_small], 1)
         y = self.fusion(feats)
+        if self.refine is not None:
+            y = y + self.refine(torch.cat([lq, coarse, y], 1))
         alpha = torch.sigmoid(y[:, 3:])
         sr = clamp01(alpha * lq + (1 - alpha) * coarse + y[:, :3])
         res = {"sr": sr, "coarse": coarse, "denoised": out["denoised"],

@@ -178,6 +178,7 @@ def composite(batch: DegradationBatch, colour: Tensor, alpha: Tensor, kind: Tens
         occ = F.interpolate(occ_hq, size=(lq_h, lq_w), mode="area")
     extras = dict(batch.extras)
     extras[f"{name}.kind"] = kind
+    extras["masked"] = lq  # the masked face before any corruption (read by ``keep_sharp``)
     return batch.replace(lq=lq, occlusion=occ, occlusion_hq=occ_hq, extras=extras)
 
 

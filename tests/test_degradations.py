@@ -191,3 +191,22 @@ def test_random_downscale_identity_keeps_the_input():
     hq = torch.rand(2, 3, 32, 32)
     b = create("degradation", "random_downscale", identity_prob=1.0)(DegradationBatch.from_hq(hq), torch.Generator())
     assert torch.equal(b.lq, hq) and float(b.extras["random_downscale.scale"][0]) == 1.0
+
+
+def test_keep_sharp_gives_back_the_masked_face_without_corruptions():
+    chain = [{"type": "random_mask", "template_prob": 0.0, "p": 1.0},
+             {"type": "random_downscale", "scale": [4.0, 4.0], "identity_prob": 0.0},
+             {"type": "gaussian_noise", "sigma": [0.05, 0.05]}, {"type": "resize", "size": S}]
+    hq = faces(4)
+    corrupt = run(chain, hq, seed=1)
+    sharp = run(chain + [{"type": "keep_sharp", "p": 1.0}], hq, seed=1)
+    covered = sharp.occlusion_hq > 0.5
+    assert torch.equal(sharp.clean, hq) and torch.equal(sharp.occlusion, corrupt.occlusion)
+    assert torch.equal(sharp.lq.masked_select(~covered.expand_as(hq)), hq.masked_select(~covered.expand_as(hq)))
+    assert covered.any() and not torch.equal(sharp.lq, hq)  # the mask stays
+    assert (corrupt.lq - hq).abs().mean() > 0.01
+    assert torch.equal(sharp.extras["random_downscale.scale"], torch.ones(4))
+    # without a mask in the chain the input is the clean face; p = 0 changes nothing
+    assert torch.equal(run([{"type": "gaussian_noise"}, {"type": "keep_sharp", "p": 1.0}], hq).lq, hq)
+    none = run(chain + [{"type": "keep_sharp", "p": 0.0}], hq, seed=1)
+    assert torch.equal(none.lq, corrupt.lq)

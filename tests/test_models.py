@@ -232,3 +232,7 @@ def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
     assert (out["sr"] - mid).abs().mean() < (out["sr"] - x).abs().mean()
     with pytest.raises(ValueError, match="divisible by 4"):
         g(torch.rand(1, 3, 30, 30))
+    # the full-resolution refine head starts at zero: same weights, same output as without it
+    refined = default_registry().build("generator", {**spec, "refine_channels": 4}, "generator").eval()
+    refined.load_state_dict(g.state_dict(), strict=False)
+    assert torch.equal(refined(x)["sr"], out["sr"]) and "refine" in dict(refined.named_children())

@@ -205,11 +205,18 @@ def test_recipe_paths_are_relative_to_the_recipe_file(tmp_path, monkeypatch):
     path = tmp_path / "proj" / "recipes" / "r.toml"
     path.write_text('name = "r"\n[data]\ntrain = ["../faces", "/abs/faces"]\nval = "../val"\n'
                     '[[degradation]]\ntype = "random_mask"\ntemplate_prob = 0.0\nfolder = "../masks"\n'
-                    '[generator]\ntype = "sr_only"\n[generator.upsampler]\ntype = "bicubic"\n')
+                    '[generator]\ntype = "sr_only"\n[generator.upsampler]\ntype = "bicubic"\n'
+                    '[train]\ninit = "../w/g.safetensors"\n')
     monkeypatch.chdir(tmp_path)
     r = load_recipe(path)
     assert r.data.train == ["proj/faces", "/abs/faces"] and r.data.val == "proj/val"
-    assert r.degradation[0]["folder"] == "proj/masks"
+    assert r.degradation[0]["folder"] == "proj/masks" and r.train.init == "proj/w/g.safetensors"
+    # `facerestore degrade --recipe` reads the same paths the same way
+    from facerestore.degrade import read_degradation_recipe
+
+    assert read_degradation_recipe(path)[0][0]["folder"] == "proj/masks"
+    # a bundled model's name is not a path
+    assert load_recipe(path, ["train.init='masked-any'"]).train.init == "masked-any"
     # command-line overrides are the user's paths: from the working directory
     r = load_recipe(path, ["data.val=elsewhere"])
     assert r.data.val == "elsewhere"

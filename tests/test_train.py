@@ -10,7 +10,7 @@ import torch
 
 from facerestore import components as registry_mod
 from facerestore.checkpoint import load_generator, load_tensors, read_metadata
-from facerestore.errors import FaceRestoreError
+from facerestore.errors import FaceRestoreError, RecipeError
 from facerestore.train import Trainer, TrainingDiverged
 from facerestore.train.sampler import ResumableBatchSampler
 from facerestore.train.schedule import lr_factor
@@ -334,3 +334,28 @@ def test_dataloader_workers_train_the_same_data(reg, tmp_path):
     recipe.data.workers = 2
     res = make(reg, recipe, tmp_path / "run").run()
     assert res.step == 4 and res.last_checkpoint.is_file()
+
+
+def test_a_loss_with_every_runs_on_one_step_in_k(reg, tmp_path):
+    losses = [{"type": "l1", "on": "sr"}, {"type": "l1", "on": "denoised", "start": 1, "every": 3}]
+    trainer = make(reg, tiny_recipe(reg, steps=2, losses=losses), tmp_path / "run")
+    trainer.apply_stage(trainer.plan[0])
+    on = [s for s in range(10) if "l1_denoised" in {t.name for t in trainer.active_terms(s)}]
+    assert on == [1, 4, 7]
+    with pytest.raises(RecipeError, match="every"):
+        tiny_recipe(reg, losses=[{"type": "l1", "on": "sr", "every": 0}])
+
+
+def test_init_warm_starts_the_generator_from_a_file(reg, tmp_path):
+    from facerestore.checkpoint import save_generator
+
+    src = make(reg, tiny_recipe(reg, steps=2), tmp_path / "a")
+    src.run()
+    path = tmp_path / "g.safetensors"
+    save_generator(path, src.ema.module, src.recipe)
+    warm = make(reg, tiny_recipe(reg, steps=2, init=str(path)), tmp_path / "b")
+    for k, v in src.ema.module.state_dict().items():
+        assert torch.equal(v, warm.G.state_dict()[k]), k
+    assert all(torch.equal(v, warm.ema.module.state_dict()[k]) for k, v in warm.G.state_dict().items())
+    cold = make(reg, tiny_recipe(reg, steps=2), tmp_path / "c")
+    assert not all(torch.equal(v, cold.G.state_dict()[k]) for k, v in src.ema.module.state_dict().items())

@@ -58,8 +58,9 @@ def stage_at(plan: list[Stage], step: int) -> Stage:
 
 
 def loss_active(loss: LossSpec, step: int, stage: Stage, staged: bool) -> bool:
-    """A term is on from its ``start`` step, and only in its ``stages`` when it names any."""
-    if step < loss.start:
+    """A term is on from its ``start`` step, on one step in ``every``, and only in its ``stages``
+    when it names any."""
+    if step < loss.start or (step - loss.start) % loss.every:
         return False
     if staged and loss.stages and stage.name not in loss.stages:
         return False

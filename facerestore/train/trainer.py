@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointWriteError, load_state_strict, save_tensors
+from ..checkpoint import CheckpointWriteError, load_matching, load_state_strict, load_tensors, save_tensors
 from ..degrade import build_pipeline
 from ..device import cpu_has_bf16, resolve_device
 from ..errors import CheckpointError, FaceRestoreError
@@ -114,6 +114,8 @@ class Trainer:
             raise FaceRestoreError("an adversarial loss needs a [discriminator] table in the recipe")
         torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank streams from here on
 
+        if cfg.init and not self._resume:
+            self._warm_start(cfg.init)
         mf = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.memory_format = mf
         self.G.to(self.device, memory_format=mf)
@@ -161,6 +163,17 @@ class Trainer:
         self.best_step: int | None = None
         self.last_val: dict[str, float] = {}
         self.last_ckpt: pathlib.Path | None = None
+
+    def _warm_start(self, init: str) -> None:
+        """``train.init``: the generator starts from a bundled model or a checkpoint (EMA weights
+        preferred); tensors the recipe added keep their initialisation."""
+        from ..zoo import BUNDLED, bundled_path
+
+        path = bundled_path(init) if init in BUNDLED else pathlib.Path(init)
+        tensors, _ = load_tensors(path, "ema.")
+        tensors = tensors or load_tensors(path, "generator.")[0]
+        fresh = load_matching(self.G, tensors, f"train.init {init}")
+        self._echo(f"generator initialised from {path}" + (f"; new tensors: {', '.join(fresh)}" if fresh else ""))
 
     # ---------------------------------------------------------------------------------------
     # schedule helpers
