@@ -163,18 +163,52 @@ class _Cropper:
         return self.levels[k]
 
     def __call__(self, boxes: Tensor, size: int) -> Tensor:
-        from torchvision.ops import roi_align
-
         out = boxes.new_zeros(len(boxes), 3, size, size)
         side = (boxes[:, 2:] - boxes[:, :2] + 1).amax(1).clamp(min=1)
         lvl = (side / (2 * size)).log2().ceil().clamp(min=0).long()
         for k in lvl.unique().tolist():
             idx = (lvl == k).nonzero()[:, 0]
             b = boxes[idx]
-            rois = torch.cat([b.new_zeros(len(b), 1), b[:, :2], b[:, 2:] + 1], 1)
-            out[idx] = roi_align(self.level(k), rois, output_size=(size, size), spatial_scale=0.5 ** k,
-                                 sampling_ratio=2, aligned=True)
+            out[idx] = _roi_align(self.level(k), torch.cat([b[:, :2], b[:, 2:] + 1], 1) * 0.5 ** k, size)
         return ((out - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+
+
+def _roi_align(img: Tensor, rois: Tensor, size: int) -> Tensor:
+    """``torchvision.ops.roi_align(aligned=True, sampling_ratio=2)`` in plain torch (torchvision
+    costs ~2 s of start-up): each of the ``size`` x ``size`` bins of a roi (N, 4: x1, y1, x2, y2 in
+    pixel-edge units of ``img`` (1, C, H, W)) is the mean of 2x2 bilinear samples; a sample within
+    one pixel outside the image takes the edge value, further out it is 0. Returns (N, C, size, size)."""
+    import torch.nn.functional as F
+
+    n, (h, w) = len(rois), img.shape[-2:]
+    t = (torch.arange(2 * size, dtype=img.dtype, device=img.device) + 0.5) / (2 * size)
+    x0, y0 = rois[:, 0:1] - 0.5, rois[:, 1:2] - 0.5
+    xs = x0 + t * (rois[:, 2:3] - rois[:, 0:1])  # (N, 2S) sample positions, pixel-centre units
+    ys = y0 + t * (rois[:, 3:4] - rois[:, 1:2])
+    inside = (((ys >= -1) & (ys <= h))[:, :, None] & ((xs >= -1) & (xs <= w))[:, None, :]).to(img.dtype)
+    gx = xs.clamp(0, w - 1) * (2 / max(w - 1, 1)) - 1
+    gy = ys.clamp(0, h - 1) * (2 / max(h - 1, 1)) - 1
+    grid = torch.stack([gx[:, None, :].expand(n, 2 * size, 2 * size), gy[:, :, None].expand(n, 2 * size, 2 * size)], -1)
+    # one image, all rois stacked along the height: no per-roi copy of the photo
+    x = F.grid_sample(img, grid.reshape(1, n * 2 * size, 2 * size, 2), mode="bilinear", align_corners=True)
+    x = x.reshape(img.shape[1], n, 2 * size, 2 * size).transpose(0, 1) * inside[:, None]
+    return F.avg_pool2d(x, 2)
+
+
+def _nms(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:
+    """Greedy NMS on intersection over union (``torchvision.ops.nms``'s rule, areas without +1),
+    in numpy: indices kept, best score first."""
+    b, s = boxes.detach().cpu().double().numpy(), scores.detach().cpu().double().numpy()
+    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    order, keep = np.argsort(-s, kind="stable"), []
+    while order.size:
+        i, rest = order[0], order[1:]
+        keep.append(i)
+        iw = (np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0])).clip(min=0)
+        ih = (np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1])).clip(min=0)
+        inter = iw * ih
+        order = rest[inter / np.maximum(area[i] + area[rest] - inter, 1e-12) <= threshold]
+    return torch.as_tensor(np.array(keep, dtype=np.int64), device=boxes.device)
 
 
 def _nms_min(boxes: Tensor, scores: Tensor, overlap: float) -> Tensor:
@@ -242,7 +276,7 @@ class MaskedFaceDetector(FaceDetector):
                  pad: float = 0.2, pad_min_face: float = 0.25, score_small: float = 0.9, score_large: float = 0.3,
                  small_face: float = 0.03, large_face: float = 0.1, second_look_min: float = 0.5,
                  check_landmarks: bool = True, overlap: float = 0.5, pyramid_factor: float = 0.709):
-        from facenet_pytorch import MTCNN
+        from facerestore.pretrained.mtcnn import load_mtcnn
 
         if not 0 < pyramid_factor < 1:
             raise ValueError(f"pyramid_factor must be in (0, 1), got {pyramid_factor}")
@@ -251,10 +285,10 @@ class MaskedFaceDetector(FaceDetector):
         if not 0 < small_face < large_face:
             raise ValueError(f"need 0 < small_face < large_face, got {small_face}, {large_face}")
         self.device = torch.device(device)
-        nets = MTCNN(device=self.device)  # loads P-Net, R-Net, O-Net weights shipped in the package
+        # facenet-pytorch's P-Net, R-Net, O-Net weights, without importing facenet-pytorch (start-up);
         # channels-last: the networks' ceil-mode max-pooling is 2-4x faster so on CPU
         cl = torch.channels_last
-        self.pnet, self.rnet, self.onet = (n.eval().to(memory_format=cl) for n in (nets.pnet, nets.rnet, nets.onet))
+        self.pnet, self.rnet, self.onet = (n.to(memory_format=cl) for n in load_mtcnn(self.device))
         self.min_face_size = float(min_face_size)
         self.upsample_to = int(upsample_to)
         self.max_upsample = float(max_upsample)
@@ -273,7 +307,6 @@ class MaskedFaceDetector(FaceDetector):
         """One MTCNN pass over ``img`` (1, 3, H, W), 0..255, faces from ``min_face`` px up:
         boxes (N, 4), O-Net scores (N,), landmarks (N, 5, 2), all before the final NMS."""
         import torch.nn.functional as F
-        from torchvision.ops import nms
 
         t1, t2, t3 = self.thresholds
         crops = _Cropper(img)
@@ -290,14 +323,14 @@ class MaskedFaceDetector(FaceDetector):
                 xy = hit.nonzero().flip(1).to(img.dtype)  # (x, y) of each P-Net cell
                 boxes = torch.cat([((2 * xy + 1) / scale).floor(), ((2 * xy + 12) / scale).floor()], 1)
                 sc, r = p[hit], reg[0][:, hit].T
-                k = nms(boxes, sc, 0.5)
+                k = _nms(boxes, sc, 0.5)
                 cand.append(torch.cat([boxes[k], sc[k, None], r[k]], 1))
             scale *= self.factor
         empty = (img.new_zeros(0, 4), img.new_zeros(0), img.new_zeros(0, 5, 2))
         if not cand:
             return empty
         c = torch.cat(cand)
-        c = c[nms(c[:, :4], c[:, 4], 0.7)]
+        c = c[_nms(c[:, :4], c[:, 4], 0.7)]
         bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
         b = _square(c[:, :4] + c[:, 5:9] * torch.stack([bw, bh, bw, bh], 1))
         # R-Net
@@ -306,7 +339,7 @@ class MaskedFaceDetector(FaceDetector):
         b, sc, reg = b[keep], prob[keep, 1], reg[keep]
         if not len(b):
             return empty
-        k = nms(b, sc, 0.7)
+        k = _nms(b, sc, 0.7)
         b = _square(_regress(b[k], reg[k]))
         # O-Net
         reg, lm, prob = self.onet(crops(b, 48))

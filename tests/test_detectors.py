@@ -201,3 +201,43 @@ def test_masked_finds_faces_plain_mtcnn_misses(shared_data, masked_detector):
     assert plain == [0] * len(imgs)  # what the restorer finds today
     found = [int(d.boxes.shape[0]) for d in masked_detector.detect(imgs)]
     assert all(n >= 1 for n in found), dict(zip(RMFD_HARD, found))
+
+
+def test_own_mtcnn_networks_match_facenet_pytorch():
+    """The start-up-free copies of P-Net, R-Net, O-Net give facenet-pytorch's outputs."""
+    fp = pytest.importorskip("facenet_pytorch")
+    from facerestore.pretrained.mtcnn import load_mtcnn
+
+    ref = fp.MTCNN(device="cpu")
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for ours, theirs, size in zip(load_mtcnn(), (ref.pnet, ref.rnet, ref.onet), (37, 24, 48)):
+            x = torch.randn(3, 3, size, size)
+            for a, b in zip(ours(x), theirs.eval()(x)):
+                torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+
+
+def test_roi_align_and_nms_match_torchvision():
+    tv = pytest.importorskip("torchvision.ops")
+    from plugins.detectors import _nms, _roi_align
+
+    g = torch.Generator().manual_seed(0)
+    img = torch.rand(1, 3, 41, 57, generator=g) * 255
+    xy = torch.rand(40, 2, generator=g) * torch.tensor([70.0, 55.0]) - 8  # some boxes leave the image
+    rois = torch.cat([xy, xy + 3 + torch.rand(40, 2, generator=g) * 40], 1)
+    ref = tv.roi_align(img, torch.cat([torch.zeros(40, 1), rois], 1), output_size=(24, 24), sampling_ratio=2,
+                       aligned=True)
+    torch.testing.assert_close(_roi_align(img, rois, 24), ref, rtol=0, atol=5e-3)  # of 255: float rounding
+    scores = torch.rand(40, generator=g)
+    assert torch.equal(_nms(rois, scores, 0.5), tv.nms(rois, scores, 0.5))
+    assert len(_nms(rois[:0], scores[:0], 0.5)) == 0
+
+
+def test_masked_detector_does_not_import_torchvision_or_facenet():
+    import subprocess
+    import sys
+
+    code = ("import sys; from facerestore.components import create; create('detector', 'masked'); "
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('torchvision', 'facenet_pytorch')]; "
+            "assert not bad, bad")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
