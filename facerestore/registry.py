@@ -308,12 +308,11 @@ def check_type(value: Any, ann: Any, path: str) -> Any:
     origin = typing.get_origin(ann)
     args = typing.get_args(ann)
     if origin in (Union, types.UnionType):
-        errors = []
         for arg in args:
             try:
                 return check_type(value, arg, path)
-            except RecipeError as exc:
-                errors.append(exc.message)
+            except RecipeError:
+                continue
         raise RecipeError(path, f"expected {_type_name(ann)}, got {_type_of(value)}")
     if ann is type(None):
         if value is None:
@@ -323,47 +322,69 @@ def check_type(value: Any, ann: Any, path: str) -> Any:
         if value in args:
             return value
         raise RecipeError(path, f"expected one of {', '.join(map(repr, args))}, got {value!r}")
-    if ann is bool:
-        if isinstance(value, bool):
-            return value
-        raise RecipeError(path, f"expected a boolean, got {_type_of(value)}")
-    if ann is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise RecipeError(path, f"expected an integer, got {_type_of(value)}")
-    if ann is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            try:
-                value = float(value)
-            except OverflowError:  # an integer beyond float range (TOML integers are unbounded)
-                raise RecipeError(path, "expected a finite number, got an integer too large for a float") from None
-            if value != value or value in (float("inf"), float("-inf")):
-                raise RecipeError(path, "expected a finite number")
-            return value
-        raise RecipeError(path, f"expected a number, got {_type_of(value)}")
-    if ann is str:
-        if isinstance(value, str):
-            return value
-        raise RecipeError(path, f"expected a string, got {_type_of(value)}")
-    if ann in (pathlib.Path, "Path"):
-        if isinstance(value, (str, pathlib.Path)):
-            return str(value)
-        raise RecipeError(path, f"expected a path string, got {_type_of(value)}")
+    if ann in _SCALARS:
+        return _SCALARS[ann](value, path)
     if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
-        if not isinstance(value, (list, tuple)):
-            raise RecipeError(path, f"expected {_type_name(ann)}, got {_type_of(value)}")
-        if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
-            if len(value) != len(args):
-                raise RecipeError(path, f"expected {len(args)} values ({_type_name(ann)}), got {len(value)}")
-            return tuple(check_type(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-        inner = args[0] if args else Any
-        items = [check_type(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _check_sequence(value, ann, origin, args, path)
     if origin in (dict, Mapping, typing.Mapping) or ann is dict:
         if not isinstance(value, Mapping):
             raise RecipeError(path, f"expected a table, got {_type_of(value)}")
         return dict(value)
     return value
+
+
+def _check_sequence(value: Any, ann: Any, origin: Any, args: tuple, path: str) -> Any:
+    """A TOML array against ``list[T]``, ``Sequence[T]``, ``tuple[T, ...]`` or a fixed-length tuple."""
+    if not isinstance(value, (list, tuple)):
+        raise RecipeError(path, f"expected {_type_name(ann)}, got {_type_of(value)}")
+    if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
+        if len(value) != len(args):
+            raise RecipeError(path, f"expected {len(args)} values ({_type_name(ann)}), got {len(value)}")
+        return tuple(check_type(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    inner = args[0] if args else Any
+    items = [check_type(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _check_bool(value: Any, path: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise RecipeError(path, f"expected a boolean, got {_type_of(value)}")
+
+
+def _check_int(value: Any, path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise RecipeError(path, f"expected an integer, got {_type_of(value)}")
+
+
+def _check_float(value: Any, path: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise RecipeError(path, f"expected a number, got {_type_of(value)}")
+    try:
+        value = float(value)
+    except OverflowError:  # an integer beyond float range (TOML integers are unbounded)
+        raise RecipeError(path, "expected a finite number, got an integer too large for a float") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise RecipeError(path, "expected a finite number")
+    return value
+
+
+def _check_str(value: Any, path: str) -> str:
+    if isinstance(value, str):
+        return value
+    raise RecipeError(path, f"expected a string, got {_type_of(value)}")
+
+
+def _check_path(value: Any, path: str) -> str:
+    if isinstance(value, (str, pathlib.Path)):
+        return str(value)
+    raise RecipeError(path, f"expected a path string, got {_type_of(value)}")
+
+
+#: annotation -> checker of a TOML scalar
+_SCALARS = {bool: _check_bool, int: _check_int, float: _check_float, str: _check_str,
+            pathlib.Path: _check_path, "Path": _check_path}
 
 
 def _type_of(value: Any) -> str:

@@ -103,15 +103,7 @@ class Trainer:
         self.D: nn.Module | None = (reg.build("discriminator", r.discriminator, "discriminator")
                                     if r.discriminator is not None else None)
         self.pipeline = build_pipeline(r.degradation, reg)
-        self.terms: list[_Term] = []
-        for i, spec in enumerate(r.losses):
-            module = reg.build("loss", spec.spec(), spec.path or f"loss[{i}]")
-            module.requires_grad_(False)
-            module.eval()
-            name = f"{spec.type}_{spec.on}" if sum(s.type == spec.type and s.on == spec.on for s in r.losses) == 1 else f"{spec.type}_{spec.on}_{i}"
-            self.terms.append(_Term(spec, module.to(self.device), name, isinstance(module, AdversarialLoss)))
-        if any(t.adversarial for t in self.terms) and self.D is None:
-            raise FaceRestoreError("an adversarial loss needs a [discriminator] table in the recipe")
+        self.terms = self._build_terms()
         torch.manual_seed(cfg.seed + self.dist.rank)  # per-rank streams from here on
 
         if cfg.init and not self._resume:
@@ -124,25 +116,8 @@ class Trainer:
         self.ema = EMA(self.G, cfg.ema_decay)
         if not self._base_trainable:
             raise FaceRestoreError(f"generator {r.generator.get('type')!r} has no trainable parameters: nothing to train")
-        self.opt_g = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=cfg.lr,
-                                      betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lambda s: lr_factor(s, cfg))
-        self.opt_d = self.sched_d = None
-        self._d_params: list[nn.Parameter] = []
-        self._scaled = False
-        if self.D is not None:
-            self.D.to(self.device, memory_format=mf)
-            dist.broadcast_module(self.D, self.dist)
-            self._d_params = [p for p in self.D.parameters() if p.requires_grad]
-            self.opt_d = torch.optim.Adam(self._d_params, lr=cfg.lr_d,
-                                          betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
-
-        self.amp_dtype: torch.dtype | None = None
-        if cfg.amp and self.device.type == "cuda":
-            self.amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        elif cfg.cpu_amp and self.device.type == "cpu" and cpu_has_bf16():
-            self.amp_dtype = torch.bfloat16
+        self._build_optimizers(mf)
+        self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.degrade_gen = torch.Generator(device=self.device)
@@ -163,6 +138,49 @@ class Trainer:
         self.best_step: int | None = None
         self.last_val: dict[str, float] = {}
         self.last_ckpt: pathlib.Path | None = None
+
+    def _build_terms(self) -> list[_Term]:
+        """The recipe's losses as frozen modules on the device, named ``type_on`` (plus the index
+        when two terms share both)."""
+        losses, terms = self.recipe.losses, []
+        for i, spec in enumerate(losses):
+            module = self.registry.build("loss", spec.spec(), spec.path or f"loss[{i}]")
+            module.requires_grad_(False)
+            module.eval()
+            unique = sum(s.type == spec.type and s.on == spec.on for s in losses) == 1
+            name = f"{spec.type}_{spec.on}" if unique else f"{spec.type}_{spec.on}_{i}"
+            terms.append(_Term(spec, module.to(self.device), name, isinstance(module, AdversarialLoss)))
+        if any(t.adversarial for t in terms) and self.D is None:
+            raise FaceRestoreError("an adversarial loss needs a [discriminator] table in the recipe")
+        return terms
+
+    def _build_optimizers(self, memory_format: torch.memory_format) -> None:
+        """Adam for G (and D when the recipe has one), each with the step's learning-rate factor."""
+        cfg = self.cfg
+        self.opt_g = torch.optim.Adam([p for p in self.G.parameters() if p.requires_grad], lr=cfg.lr,
+                                      betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+        self.sched_g = torch.optim.lr_scheduler.LambdaLR(self.opt_g, lambda s: lr_factor(s, cfg))
+        self.opt_d = self.sched_d = None
+        self._d_params: list[nn.Parameter] = []
+        self._scaled = False
+        if self.D is not None:
+            self.D.to(self.device, memory_format=memory_format)
+            dist.broadcast_module(self.D, self.dist)
+            self._d_params = [p for p in self.D.parameters() if p.requires_grad]
+            self.opt_d = torch.optim.Adam(self._d_params, lr=cfg.lr_d,
+                                          betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
+            self.sched_d = torch.optim.lr_scheduler.LambdaLR(self.opt_d, lambda s: lr_factor(s, cfg))
+
+    def _amp_dtype(self) -> torch.dtype | None:
+        """bf16 (or fp16 without bf16) autocast on CUDA when ``amp``; bf16 on a CPU with native bf16
+        when ``cpu_amp`` (emulated bf16 is many times slower than fp32, so never there)."""
+        if self.cfg.amp and self.device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if self.cfg.cpu_amp and self.device.type == "cpu":
+            if cpu_has_bf16():
+                return torch.bfloat16
+            self._echo("train.cpu_amp: this CPU has no native bf16 (AVX512-BF16/AMX): training in float32")
+        return None
 
     def _warm_start(self, init: str) -> None:
         """``train.init``: the generator starts from a bundled model or a checkpoint (EMA weights
