@@ -58,13 +58,30 @@ def make_generator(seed: int, device: torch.device | str) -> torch.Generator:
 @torch.no_grad()
 def degrade_batch(hq: Tensor, pipeline: Sequence[Degradation], generator: torch.Generator,
                   landmarks: Optional[Tensor] = None) -> DegradationBatch:
-    """Run ``pipeline`` on ``hq`` (B, 3, H, W) float in [0, 1] on its device."""
+    """Run ``pipeline`` on ``hq`` (B, 3, H, W) float in [0, 1] on its device.
+
+    A size-keeping linear step (blur) followed by another linear step (downscale) is applied as
+    one product of their per-sample matrices (:meth:`Degradation.linear`): the blur is computed
+    only where the downscale reads it; results equal the step-by-step ones to float rounding."""
     if hq.dim() != 4 or hq.shape[1] != 3:
         raise ValueError(f"expected hq of shape (B, 3, H, W), got {tuple(hq.shape)}")
     batch = DegradationBatch.from_hq(hq.float(), landmarks)
+    pending = None
     for step in pipeline:
-        batch = step(batch, generator)
-    return batch
+        op = step.linear(batch, generator)
+        if op is None:
+            batch = pending.apply(batch) if pending is not None else batch
+            pending, batch = None, step(batch, generator)
+        elif pending is None and _keeps_size(op, batch):
+            pending = op  # wait: the next step may be linear too
+        else:
+            batch = (pending.then(op) if pending is not None else op).apply(batch)
+            pending = None
+    return pending.apply(batch) if pending is not None else batch
+
+
+def _keeps_size(op, batch: DegradationBatch) -> bool:
+    return op.my.shape[-2] == batch.lq.shape[-2] and op.mx.shape[-2] == batch.lq.shape[-1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from torch import Tensor, nn
@@ -99,6 +99,41 @@ class Degradation(ABC):
     @abstractmethod
     def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
         ...
+
+    def linear(self, batch: DegradationBatch, generator: torch.Generator) -> Optional["LinearMap"]:
+        """A step that is a per-sample separable linear map of ``lq`` and ``clean`` (blur, resize)
+        may return it here, drawing exactly what ``__call__`` draws; the pipeline then multiplies
+        consecutive maps and filters each image once (blur computed only where the downscale
+        reads it). None (the default): the step is applied by ``__call__``."""
+        return None
+
+
+@dataclasses.dataclass
+class LinearMap:
+    """``lq`` and ``clean`` (B, C, H, W) -> ``my @ x @ mx^T`` (B, C, H', W'), then ``finish``.
+
+    ``my`` (B, H', H) and ``mx`` (B, W', W) per sample; ``clamp``: clip the result to [0, 1];
+    ``finish(batch) -> batch`` updates everything else (occlusion at the new size, extras) on the
+    batch whose ``lq``/``clean`` are already mapped."""
+
+    my: Tensor
+    mx: Tensor
+    clamp: bool
+    finish: Callable[[DegradationBatch], DegradationBatch]
+
+    def then(self, other: "LinearMap") -> "LinearMap":
+        """This map followed by ``other``: one map, one filtering pass."""
+        return LinearMap(other.my @ self.my, other.mx @ self.mx, self.clamp or other.clamp,
+                         lambda b: other.finish(self.finish(b)))
+
+    def apply(self, batch: DegradationBatch) -> DegradationBatch:
+        both = torch.cat([batch.lq, batch.clean], 1)
+        out = torch.matmul(self.my.unsqueeze(1).to(both.dtype),
+                           torch.matmul(both, self.mx.transpose(1, 2).unsqueeze(1).to(both.dtype)))
+        if self.clamp:
+            out = out.clamp(0, 1)
+        c = batch.lq.shape[1]
+        return self.finish(batch.replace(lq=out[:, :c].contiguous(), clean=out[:, c:].contiguous()))
 
 
 # --------------------------------------------------------------------------------------------

@@ -210,3 +210,52 @@ def test_keep_sharp_gives_back_the_masked_face_without_corruptions():
     assert torch.equal(run([{"type": "gaussian_noise"}, {"type": "keep_sharp", "p": 1.0}], hq).lq, hq)
     none = run(chain + [{"type": "keep_sharp", "p": 0.0}], hq, seed=1)
     assert torch.equal(none.lq, corrupt.lq)
+
+
+@pytest.mark.parametrize("chain", [
+    JDSR,
+    [{"type": "gaussian_blur", "anisotropic": 0.5, "p": 0.5}, {"type": "downscale", "scale": 3, "mode": "random"}],
+    [{"type": "gaussian_blur"}, {"type": "random_downscale", "identity_prob": 0.5}, {"type": "resize", "size": S}],
+    [{"type": "gaussian_blur", "p": 0.0}, {"type": "gaussian_blur"}, {"type": "downscale", "scale": 2}],
+])
+def test_fused_blur_and_downscale_equal_the_steps_one_by_one(chain):
+    """degrade_batch multiplies consecutive linear steps' matrices; the result is the same as
+    applying each step on its own (the issue's bound: 1e-4)."""
+    from facerestore.interfaces import DegradationBatch
+
+    hq = faces(6)
+    for seed in range(3):
+        fused = run(chain, hq, seed=seed)
+        batch, g = DegradationBatch.from_hq(hq), make_generator(seed, "cpu")
+        for step in build_pipeline(chain):
+            batch = step(batch, g)
+        for key in ("lq", "clean", "occlusion"):
+            torch.testing.assert_close(getattr(fused, key), getattr(batch, key), rtol=0, atol=1e-5)
+        assert fused.extras.keys() == batch.extras.keys()
+
+
+@pytest.mark.parametrize("mode", ["bicubic", "bilinear", "area"])
+def test_downscale_matrices_are_interpolate(mode):
+    import torch.nn.functional as F
+
+    hq = faces(3)
+    out = run([{"type": "downscale", "scale": 3, "mode": mode}], hq)
+    kw = {} if mode == "area" else {"align_corners": False, "antialias": True}
+    ref = F.interpolate(hq, size=(S // 3, S // 3), mode=mode, **kw).clamp(0, 1)
+    torch.testing.assert_close(out.lq, ref, rtol=0, atol=1e-5)
+
+
+def test_blur_matrices_are_a_reflect_padded_gaussian_convolution():
+    import math
+
+    from plugins.degradations import _filter_per_sample
+
+    hq = faces(3)
+    out = run([{"type": "gaussian_blur", "sigma": [0.5, 2.0]}], hq, seed=4)
+    sig = out.extras["gaussian_blur.sigma_x"]
+    r = math.ceil(3 * float(sig.max()))
+    t = torch.arange(-r, r + 1, dtype=torch.float32)
+    k1 = torch.exp(-0.5 * (t / sig[:, None]) ** 2)
+    k1 = k1 / k1.sum(1, keepdim=True)
+    ref = _filter_per_sample(hq, k1[:, :, None] * k1[:, None, :])
+    torch.testing.assert_close(out.lq, ref, rtol=0, atol=1e-5)
