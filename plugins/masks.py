@@ -27,7 +27,7 @@ import dataclasses
 import math
 import pathlib
 import threading
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 import torch.nn.functional as F
@@ -527,6 +527,16 @@ def read_masks_cfg(folder: pathlib.Path) -> dict[str, tuple[pathlib.Path, list[t
     return out
 
 
+def texture_square(im: Any, size: int = 96) -> Any:
+    """A cloth texture as the renderer uses it: RGB, centre square, ``size`` px (PIL in, PIL out)."""
+    from PIL import Image
+
+    im = im.convert("RGB")
+    s = min(im.size)
+    im = im.crop(((im.width - s) // 2, (im.height - s) // 2, (im.width + s) // 2, (im.height + s) // 2))
+    return im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+
+
 def _load_textures(folder: pathlib.Path, size: int = 96) -> Optional[Tensor]:
     from PIL import Image
 
@@ -535,10 +545,7 @@ def _load_textures(folder: pathlib.Path, size: int = 96) -> Optional[Tensor]:
     for f in files:
         try:
             with Image.open(f) as im:
-                im = im.convert("RGB")
-                s = min(im.size)
-                im = im.crop(((im.width - s) // 2, (im.height - s) // 2, (im.width + s) // 2, (im.height + s) // 2))
-                im = im.resize((size, size), Image.Resampling.BICUBIC, reducing_gap=None)
+                im = texture_square(im, size)
                 tex.append(torch.frombuffer(bytearray(im.tobytes()), dtype=torch.uint8).view(size, size, 3))
         except OSError:
             continue

@@ -219,7 +219,7 @@ def test_own_mtcnn_networks_match_facenet_pytorch():
 
 def test_roi_align_and_nms_match_torchvision():
     tv = pytest.importorskip("torchvision.ops")
-    from plugins.detectors import _nms, _roi_align
+    from facerestore_plugins.detectors import _nms, _roi_align
 
     g = torch.Generator().manual_seed(0)
     img = torch.rand(1, 3, 41, 57, generator=g) * 255
