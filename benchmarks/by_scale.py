@@ -171,11 +171,12 @@ def render(rows, args, count: int, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(path: pathlib.Path, table: str) -> None:
+def write(path: pathlib.Path, table: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the section between ``begin`` and ``end`` markers (appended when absent)."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{BEGIN}\n{table}{END}"
-    if BEGIN in text:
-        text = re.sub(re.escape(BEGIN) + ".*?" + re.escape(END), lambda _: block, text, flags=re.S)
+    block = f"{begin}\n{table}{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
