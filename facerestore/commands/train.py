@@ -9,8 +9,7 @@ from typing import List, Optional
 import typer
 
 from . import user_errors
-
-SET_HELP = "Override a recipe value: KEY.PATH=VALUE (TOML literal), e.g. train.steps=20. Repeatable."
+from .recipe import SET_HELP
 
 
 def register(app: typer.Typer) -> None:
