@@ -359,3 +359,23 @@ def test_init_warm_starts_the_generator_from_a_file(reg, tmp_path):
     assert all(torch.equal(v, warm.ema.module.state_dict()[k]) for k, v in warm.G.state_dict().items())
     cold = make(reg, tiny_recipe(reg, steps=2), tmp_path / "c")
     assert not all(torch.equal(v, cold.G.state_dict()[k]) for k, v in src.ema.module.state_dict().items())
+
+
+def test_an_interrupted_run_saves_a_checkpoint_and_resumes(reg, tmp_path, monkeypatch):
+    recipe = tiny_recipe(reg, steps=8, ckpt_every=100, val_every=100)
+    trainer = make(reg, recipe, tmp_path / "run")
+    calls = {"n": 0}
+    step = trainer.train_step
+
+    def interrupted(hq, landmarks):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return step(hq, landmarks)
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert (tmp_path / "run" / "ckpt_00000003.safetensors").exists()
+    resumed = make(reg, recipe, tmp_path / "run", resume=True)
+    assert resumed.run().step == 8

@@ -12,6 +12,16 @@ from . import user_errors
 from .recipe import SET_HELP
 
 
+def _sigterm_interrupts() -> None:
+    """`kill` (SIGTERM) stops a run like Ctrl-C: the trainer saves a checkpoint before exiting."""
+    import signal
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("train")
     @user_errors
@@ -36,6 +46,7 @@ def register(app: typer.Typer) -> None:
 
         r = load_recipe(recipe, set_ or [])
         run_dir = out or pathlib.Path("runs") / r.name
+        _sigterm_interrupts()
         show = sys.stderr.isatty() if progress is None else progress
         result = run_training(r, run_dir, device=device, resume=resume, stop_at=steps, progress=show,
                               tensorboard=tensorboard)

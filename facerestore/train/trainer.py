@@ -480,17 +480,11 @@ class Trainer:
         t_start, step_start = time.perf_counter(), self.step
         logs: dict[str, float] = {}
         try:
-            while self.step < self.stop_at:
-                stage = stage_at(self.plan, self.step)
-                if stage != self.stage:
-                    self.apply_stage(stage)
-                    if main and self.staged:
-                        progress.print(f"stage {stage.name!r} from step {self.step}: training {', '.join(stage.train)}")
-                hq, landmarks = next(batches)
-                self.consumed += 1
-                logs = self.train_step(hq, landmarks)
-                meter.add(logs, hq.shape[0] * self.dist.world)
-                self._after_step(meter, logger, progress)
+            try:
+                logs = self._loop(batches, meter, logger, progress)
+            except KeyboardInterrupt:
+                self._save_interrupted(step_start, progress)
+                raise
             if self.step > step_start or self.last_ckpt is None:
                 if self.step > step_start:
                     self._report_val(self.run_validation(logger), progress)
@@ -502,6 +496,29 @@ class Trainer:
         elapsed = time.perf_counter() - t_start
         ips_total = (self.step - step_start) * self.cfg.batch_size * self.dist.world / max(elapsed, 1e-9)
         return TrainResult(self.step, self.run_dir, self.last_ckpt, self.best_psnr, ips_total, logs)
+
+    def _loop(self, batches, meter: "_Meter", logger: RunLogger | None, progress: Progress) -> dict[str, float]:
+        logs: dict[str, float] = {}
+        while self.step < self.stop_at:
+            stage = stage_at(self.plan, self.step)
+            if stage != self.stage:
+                self.apply_stage(stage)
+                if self.dist.main and self.staged:
+                    progress.print(f"stage {stage.name!r} from step {self.step}: training {', '.join(stage.train)}")
+            hq, landmarks = next(batches)
+            self.consumed += 1
+            logs = self.train_step(hq, landmarks)
+            meter.add(logs, hq.shape[0] * self.dist.world)
+            self._after_step(meter, logger, progress)
+        return logs
+
+    def _save_interrupted(self, step_start: int, progress: Progress) -> None:
+        """Ctrl-C or SIGTERM: keep what was trained since the last checkpoint. A single process
+        only: under torchrun saving is collective and the ranks are not interrupted together."""
+        saved = self.last_ckpt is not None and self.last_ckpt.name == ckpt_name(self.step)
+        if self.dist.world == 1 and self.step > step_start and not saved:
+            self.save_checkpoint()
+            progress.print(f"interrupted at step {self.step}: saved {self.last_ckpt}; continue with --resume")
 
     def _prepare_run(self) -> None:
         """Run folder, resume (or refuse to overwrite a run), learning rates, recipe copy,
