@@ -66,7 +66,8 @@ def test_recipe_loads_builds_and_is_consistent(path):
     downs = [d for d in r.degradation if d["type"] == "downscale"]
     if r.scale == 1 and r.degradation:  # any-scale recipes: a random downscale, then back to the working size
         types = [d["type"] for d in r.degradation]
-        assert "random_downscale" in types and types[-1] == "resize" and r.degradation[-1]["size"] == r.hq_size
+        last_resize = max(i for i, t in enumerate(types) if t == "resize")
+        assert types.index("random_downscale") < last_resize and r.degradation[last_resize]["size"] == r.hq_size
     else:
         assert [d.get("scale") for d in downs] == [r.scale] or not r.degradation
 
