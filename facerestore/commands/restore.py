@@ -67,14 +67,7 @@ def register(app: typer.Typer) -> None:
         from ..video import VIDEO_SUFFIXES
         from .video import is_video
 
-        if precision not in ("fp32", "bf16"):
-            raise FaceRestoreError(f"--precision must be fp32 or bf16, got {precision!r}")
-        if ext not in ("auto", "png", "jpg"):
-            raise FaceRestoreError(f"--ext must be auto, png or jpg, got {ext!r}")
-        if "/" in suffix or "\\" in suffix:
-            raise FaceRestoreError("--suffix must not contain a path separator")
-        if start is not None and end is not None and end <= start:
-            raise FaceRestoreError(f"--end ({end:g}) must be after --start ({start:g})")
+        check_options(precision, ext, suffix, start, end)
         t0 = time.perf_counter()
         found = name_outputs(list(iter_inputs(inputs, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)))
         videos = [it for it in found if not it.error and is_video(it.path)]
@@ -104,6 +97,20 @@ def register(app: typer.Typer) -> None:
         typer.echo(stats.summary(aligned))
         if stats.failed:
             raise typer.Exit(1)
+
+
+def check_options(precision: str, ext: str, suffix: str, start: Optional[float], end: Optional[float]) -> None:
+    """Option values typer cannot check by type: one-line errors (exit 2) before any work."""
+    from ..errors import FaceRestoreError
+
+    if precision not in ("fp32", "bf16"):
+        raise FaceRestoreError(f"--precision must be fp32 or bf16, got {precision!r}")
+    if ext not in ("auto", "png", "jpg"):
+        raise FaceRestoreError(f"--ext must be auto, png or jpg, got {ext!r}")
+    if "/" in suffix or "\\" in suffix:
+        raise FaceRestoreError("--suffix must not contain a path separator")
+    if start is not None and end is not None and end <= start:
+        raise FaceRestoreError(f"--end ({end:g}) must be after --start ({start:g})")
 
 
 def name_outputs(items: list) -> list:
