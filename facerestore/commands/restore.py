@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
         color_match: bool = typer.Option(True, "--color-match/--no-color-match", help="Match restored faces' colour to the photo."),
         max_pixels: Optional[int] = typer.Option(None, "--max-pixels", min=1, help="Refuse larger inputs and outputs (default ~89.5 MP)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
-        precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast: faster on CPUs with AVX512-BF16/AMX and on CUDA)."),
+        precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast on CUDA and on CPUs with AVX512-BF16/AMX; fp32 on other CPUs)."),
         detect_every: int = typer.Option(5, "--detect-every", min=1, help="Videos: detect faces every K frames, track in between."),
         crf: int = typer.Option(18, "--crf", min=0, max=51, help="Videos: H.264 quality (lower: better and larger)."),
         start: Optional[float] = typer.Option(None, "--start", min=0, help="Videos: restore from this second on."),
