@@ -9,6 +9,7 @@ Measured behaviour of each on masked-face photos: ``docs/detection.md``.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
@@ -315,7 +316,13 @@ class MaskedFaceDetector(FaceDetector):
         cand = []
         while min(h, w) * scale >= 12:
             hs, ws = int(h * scale + 1), int(w * scale + 1)
-            x = F.interpolate(img, size=(hs, ws), mode="bilinear", align_corners=False, antialias=scale < 1)
+            # from the area pyramid's level 2-4x larger: the anti-aliased resize then reads a
+            # quarter of the pixels per halving instead of the whole photo each time (a level only
+            # 1-2x larger changes which borderline faces are found: 177 instead of 178 photos)
+            k = max(0, int(math.floor(math.log2(1 / scale))) - 1) if scale < 1 else 0
+            src = crops.level(k)
+            x = F.interpolate(src, size=(hs, ws), mode="bilinear", align_corners=False,
+                              antialias=hs < src.shape[-2])
             reg, prob = self.pnet(((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
             p = prob[0, 1]
             hit = p >= t1
