@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--bf16", action="store_true", help="also score each --model with bf16 autocast")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
     p.add_argument("--cache", default="runs/by_scale_cache.json", help="score cache ('' = none)")
+    p.add_argument("--no-input", action="store_true", help="leave out the input (bicubic) rows (not cached yet)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
     import torch
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, t0 = [], time.perf_counter()
     for name, chain in protocols(recipe).items():
         data = paired(recipe, name, chain, args.val, args.limit, args.seed)
-        specs = [("bicubic", "fp32"), *((m, "fp32") for m in args.model)]
+        specs = [*([] if args.no_input else [("bicubic", "fp32")]), *((m, "fp32") for m in args.model)]
         if args.baseline and name in ("r4", "paper x4"):
             specs.insert(1, (args.baseline, "fp32"))
         if args.bf16:
