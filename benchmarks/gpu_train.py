@@ -15,7 +15,8 @@ generator as float16. Give its output to ``by_scale.py --model`` to score it; th
 which hardware trained what.
 
 Settings: batch 64 and lr 4e-4 (4x the CPU batch, sqrt-scaled lr), 12 data workers, bf16 autocast on
-CUDA. A dry run on the CPU: ``train --device cpu --minutes 1 --calibrate 2 --batch 4``.
+CUDA, the adversarial term off unless ``--adversarial`` (in a fine-tune from the bundled model a
+fresh critic made the generator paint speckle into the mask region within 600 steps). A dry run on the CPU: ``train --device cpu --minutes 1 --calibrate 2 --batch 4``.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def train_cmd(root: pathlib.Path, out: pathlib.Path, steps: int, args) -> list[s
             "degradation.0.folder": json.dumps(str(root / "masks")), "data.workers": str(args.workers),
             "train.batch_size": str(args.batch), "train.lr": str(args.lr), "train.steps": str(steps),
             "train.warmup_steps": str(min(200, steps // 10)), "train.init": json.dumps(args.init),
-            "loss.5.start": str(steps // 8), "train.val_every": str(max(1, steps // 4)),
+            "loss.5.start": str(steps // 8 if args.adversarial else 10**9), "train.val_every": str(max(1, steps // 4)),
             "train.ckpt_every": str(max(1, steps // 4)), "train.log_every": str(max(1, min(100, steps // 10)))}
     cmd = [sys.executable, "-m", "facerestore.cli", "train", RECIPE, "--out", str(out), "--device", args.device,
            "--no-progress", "--no-tensorboard"]
@@ -129,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--workers", type=int, default=12)
     t.add_argument("--device", default="cuda")
     t.add_argument("--init", default="masked-any", help="bundled model or checkpoint to start from")
+    t.add_argument("--adversarial", action="store_true",
+                   help="keep the adversarial term (off: a fresh critic broke a CPU fine-tune, model card)")
     args = p.parse_args(argv)
     if args.cmd == "shard":
         make_shard(pathlib.Path(args.data), ROOT / args.out)
