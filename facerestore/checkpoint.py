@@ -191,10 +191,15 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
     meta = read_metadata(path)
     recipe = recipe_from_metadata(meta, path)
     generator = default_registry().build("generator", recipe.generator, "generator")
+    load_state_strict(generator, generator_tensors(path, prefer_ema), str(path))
+    return generator.to(device).eval(), recipe
+
+
+def generator_tensors(path: str | os.PathLike[str], prefer_ema: bool = True) -> dict[str, Tensor]:
+    """A file's generator weights, prefix stripped: the EMA ones when present (and preferred)."""
     tensors, _ = load_tensors(path, "ema." if prefer_ema else "generator.")
     if not tensors:
         tensors, _ = load_tensors(path, "generator.")
     if not tensors:
         raise CheckpointError(f"{path}: no generator weights (expected tensors prefixed 'generator.' or 'ema.')")
-    load_state_strict(generator, tensors, str(path))
-    return generator.to(device).eval(), recipe
+    return tensors

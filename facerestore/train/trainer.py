@@ -21,7 +21,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointWriteError, load_matching, load_state_strict, load_tensors, save_tensors
+from ..checkpoint import CheckpointWriteError, generator_tensors, load_matching, load_state_strict, save_tensors
 from ..degrade import build_pipeline
 from ..device import cpu_has_bf16, resolve_device
 from ..errors import CheckpointError, FaceRestoreError
@@ -188,9 +188,7 @@ class Trainer:
         from ..zoo import BUNDLED, bundled_path
 
         path = bundled_path(init) if init in BUNDLED else pathlib.Path(init)
-        tensors, _ = load_tensors(path, "ema.")
-        tensors = tensors or load_tensors(path, "generator.")[0]
-        fresh = load_matching(self.G, tensors, f"train.init {init}")
+        fresh = load_matching(self.G, generator_tensors(path), f"train.init {init}")
         self._echo(f"generator initialised from {path}" + (f"; new tensors: {', '.join(fresh)}" if fresh else ""))
 
     # ---------------------------------------------------------------------------------------
