@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="landmarks,speed", help="metric groups not computed")
     p.add_argument("--bf16", action="store_true", help="also score each --model with bf16 autocast")
+    p.add_argument("--tta", action="store_true", help="also score each --model with the mirrored self-ensemble")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
     p.add_argument("--cache", default="runs/by_scale_cache.json", help="score cache ('' = none)")
     p.add_argument("--no-input", action="store_true", help="leave out the input (bicubic) rows (not cached yet)")
@@ -107,10 +108,12 @@ def main(argv: list[str] | None = None) -> int:
             specs.insert(1, (args.baseline, "fp32"))
         if args.bf16:
             specs += [(m, "bf16") for m in args.model]
+        if args.tta:
+            specs += [(m, "fp32+tta") for m in args.model]
         keys = [cache.key(name, spec, prec, args) for spec, prec in specs]
         todo = [(spec, prec) for (spec, prec), k in zip(specs, keys) if k not in cache]
         if todo:
-            models = [E.adaptive_model(spec, data.hq_size, precision=prec)
+            models = [E.adaptive_model(spec, data.hq_size, precision=prec.split("+")[0], tta=prec.endswith("+tta"))
                       for spec, prec in todo]
             report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
             for (spec, prec), m in zip(todo, report.models):

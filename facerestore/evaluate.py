@@ -178,10 +178,11 @@ def _generator_model(name: str, gen: nn.Module, source: str) -> EvalModel:
     return EvalModel(name, restore, source, gen, int(getattr(gen, "scale", 4)))
 
 
-def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", precision: str = "fp32") -> EvalModel:
+def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", precision: str = "fp32",
+                   tta: bool = False) -> EvalModel:
     """A model scored on inputs of any size the way ``restore`` uses it: the input is resized to
     the model's input size (:meth:`facerestore.restore.Restorer.run_model`), the output to the
-    target size. ``bicubic`` is the input itself, resized to the target size."""
+    target size; ``tta``: mirrored self-ensemble. ``bicubic`` is the input itself, resized."""
     if spec == "bicubic":
         def resize(lq: Tensor) -> Tensor:
             if lq.shape[-1] == hq_size:
@@ -192,9 +193,11 @@ def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", 
         return EvalModel("input (bicubic)", resize, "the input, bicubic-resized to the target size", None, 1, True)
     from .restore import Restorer
 
-    r = Restorer.from_pretrained(spec, device=device, channels_last=False, precision=precision)
-    name = _display_name(spec) + (f" ({precision})" if precision != "fp32" else "")
-    base = _generator_model(name, r.generator, f"{spec} through Restorer.run_model, {precision}")
+    r = Restorer.from_pretrained(spec, device=device, channels_last=False, precision=precision, tta=tta)
+    variant = ", ".join(v for v in (precision if precision != "fp32" else "", "tta" if tta else "") if v)
+    name = _display_name(spec) + (f" ({variant})" if variant else "")
+    base = _generator_model(name, r.generator, f"{spec} through Restorer.run_model, {precision}"
+                            + (", mirrored self-ensemble" if tta else ""))
 
     def restore(lq: Tensor) -> Tensor:
         return r.run_model(lq)[0]

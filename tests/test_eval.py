@@ -147,6 +147,36 @@ def test_eval_two_models_and_checkpoint(paired, tmp_path):
         assert g.size == (4 * 130 + 2, 14 + 2 * 130 + 2)
 
 
+def test_eval_tta_scores_the_mirrored_ensemble(paired, tmp_path):
+    """``--tta`` scores what ``restore --tta`` gives: the mean of the pass and the mirrored pass."""
+    from facerestore.checkpoint import save_generator
+    from facerestore.recipe import load_recipe
+    from facerestore.components import default_registry
+
+    spec = {"type": "sr_only", "upsampler": {"type": "jdsr_sr", "channels": 8, "blocks": 1, "scale": 4}}
+    torch.manual_seed(1)
+    gen = default_registry().build("generator", spec, "generator").eval()
+    with torch.no_grad():
+        for p in gen.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = tmp_path / "tiny_sr.safetensors"
+    save_generator(ckpt, gen, load_recipe({"name": "tiny_sr", "generator": spec}))
+    out_json = tmp_path / "r.json"
+    r = _run(["--model", str(ckpt), "--data", str(paired), "--json", str(out_json), "--limit", "4",
+              "--device", "cpu", "--quiet", "--tta", *SKIP_NETS, "--skip", "speed"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(out_json.read_text())["models"][0]
+    assert got["name"] == "tiny_sr (tta)"
+
+    def ensemble(x):
+        return (gen(x)["sr"].clamp(0, 1) + gen(x.flip(-1))["sr"].clamp(0, 1).flip(-1)) / 2
+
+    with torch.no_grad():
+        direct = E.evaluate([E.EvalModel("direct", ensemble, "", gen)], E.load_paired_dir(paired, limit=4),
+                            skip=list(E.OPTIONAL_GROUPS))
+    assert got["metrics"]["psnr"] == pytest.approx(direct.models[0].values["psnr"], abs=1e-4)
+
+
 def test_perfect_model_and_missing_networks(paired, monkeypatch):
     """Metrics degrade gracefully: a network that cannot be built is reported, the rest computed;
     a model that returns the target exactly gets SSIM 1 and infinite PSNR."""

@@ -242,6 +242,21 @@ def test_checkpoint_model(tmp_path):
     assert photo.n_restored == 1 and photo.image.shape == (3, 512, 512)
 
 
+def test_tta_averages_the_mirrored_pass(tmp_path):
+    path = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    plain = Restorer.from_pretrained(path, device="cpu", channels_last=False)
+    tta = Restorer.from_pretrained(path, device="cpu", channels_last=False, tta=True)
+    faces = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    a, b = plain.restore_faces(faces), plain.restore_faces(faces.flip(-1)).flip(-1)
+    out = tta.restore_faces(faces)
+    assert not torch.allclose(a, b, atol=1e-3)  # the random network is not mirror-symmetric
+    assert torch.allclose(out, (a + b) / 2, atol=1e-5)
+    # a mirror-symmetric input gives a mirror-symmetric output
+    sym = torch.cat([faces[..., :8], faces[..., :8].flip(-1)], -1)
+    out = tta.restore_faces(sym)
+    assert torch.allclose(out, out.flip(-1), atol=1e-5)
+
+
 def test_model_resolution_errors(tmp_path):
     from facerestore import zoo
 

@@ -115,6 +115,22 @@ def test_aligned_mode(tmp_path, monkeypatch):
     assert "1 aligned faces restored" in res.output
 
 
+def test_tta_option_reaches_the_restorer(tmp_path, monkeypatch):
+    seen = []
+    real = restore_mod.Restorer.from_pretrained.__func__
+
+    def spy(cls, *a, **kw):
+        seen.append(kw.get("tta"))
+        return real(cls, *a, **kw)
+
+    monkeypatch.setattr(restore_mod.Restorer, "from_pretrained", classmethod(spy))
+    Image.fromarray(astro()).crop((150, 40, 300, 190)).resize((96, 96)).save(tmp_path / "face.png")
+    for extra in ([], ["--tta"]):
+        res = run(tmp_path / "face.png", "-o", tmp_path / "out", "--model", "bicubic", "--aligned", "-q", *extra)
+        assert res.exit_code == 0, res.output
+    assert seen == [False, True]
+
+
 def test_user_errors_exit_2(tmp_path, fake_detector):
     Image.fromarray(noise_photo()).save(tmp_path / "x.png")
     res = run(tmp_path / "x.png", "-o", tmp_path / "out", "--model", "no-such-model")

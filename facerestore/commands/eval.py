@@ -34,6 +34,8 @@ def register(app: typer.Typer) -> None:
                                                  "identity, landmarks, speed (repeatable or comma-separated)."),
         speed_seconds: float = typer.Option(3.0, "--speed-seconds", min=0.0, help="Minimum timing per model "
                                             "for faces/s (batch 16, after 2 warm-up batches)."),
+        tta: bool = typer.Option(False, "--tta", help="Score each model as `restore --tta` runs it "
+                                 "(mirrored self-ensemble, 2x model time)."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     ) -> None:
         """Evaluate models on a degraded set: PSNR/SSIM (RGB and Y), PSNR inside/outside the
@@ -57,7 +59,8 @@ def register(app: typer.Typer) -> None:
         scale = pairs.hq_size // pairs.lq_size
         models = [E.resolve_model(m, dev, scale=scale) for m in model]
         # a model made for another input size sees the set's inputs resized, as `restore` does it
-        models = [E.adaptive_model(spec, pairs.hq_size, dev) if m.scale * pairs.lq_size != pairs.hq_size else m
+        models = [E.adaptive_model(spec, pairs.hq_size, dev, tta=tta)
+                  if tta and spec != "bicubic" or m.scale * pairs.lq_size != pairs.hq_size else m
                   for spec, m in zip(model, models)]
         names = [m.name for m in models]
         for i, m in enumerate(models):  # two checkpoints with one file name: keep rows apart
