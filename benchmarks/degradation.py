@@ -8,7 +8,8 @@ the BasicSR/GFPGAN way: a Dataset whose ``__getitem__`` degrades one face with O
 (``cv2.fillPoly`` mask with pleat lines and ear loops, ``cv2.GaussianBlur``, ``cv2.resize``
 INTER_CUBIC, numpy noise, ``cv2.imencode`` JPEG), in a DataLoader with 2 worker processes.
 
-Usage: ``python benchmarks/degradation.py [--images 512] [--no-jpeg-table]``. Prints Markdown.
+Usage: ``python benchmarks/degradation.py [--images 512] [--no-jpeg-table]``. Prints Markdown: the
+throughput tables, then where our pipeline's time goes at batch 32, step by step.
 """
 
 from __future__ import annotations
@@ -118,6 +119,32 @@ def time_ours(faces: np.ndarray, batch: int, n: int, device: str, jpeg: bool) ->
     return reps * batch / (time.perf_counter() - t)
 
 
+def step_breakdown(faces: np.ndarray, batch: int, device: str, repeats: int = 7) -> list[tuple[str, float]]:
+    """Milliseconds per batch of each step of ``SPECS`` on ``device`` (median of ``repeats``),
+    measured as differences of growing prefixes of the pipeline, so the blur is timed fused into
+    the downscale as ``degrade_batch`` runs it."""
+    hq = (torch.from_numpy(faces).permute(0, 3, 1, 2)[torch.arange(batch) % len(faces)].float() / 255).to(device)
+    cuts = [(1, "mask (random_mask, procedural)"), (3, "blur + downscale x4 (one fused linear map)"),
+            (4, "Gaussian noise"), (5, "JPEG")]
+    rows, before = [], 0.0
+    for n, label in cuts:
+        pipe, gen = build_pipeline(SPECS[:n]), make_generator(0, device)
+        degrade_batch(hq, pipe, gen)
+        times = []
+        for _ in range(repeats):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t = time.perf_counter()
+            degrade_batch(hq, pipe, gen)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append((time.perf_counter() - t) * 1000)
+        total = sorted(times)[repeats // 2]
+        rows.append((label, total - before))
+        before = total
+    return rows
+
+
 def time_per_image(faces: np.ndarray, batch: int, n: int, jpeg: bool, workers: int = 2) -> float:
     ds = PerImage(faces, max(n, batch * 2), jpeg)
     loader = DataLoader(ds, batch_size=batch, num_workers=workers, persistent_workers=False)
@@ -156,6 +183,14 @@ def main() -> None:
                 ours = time_ours(faces, b, n, d, jpeg)
                 row += f" {ours:.0f} | {ours / base:.2f}x |"
             print(row, flush=True)
+    for d in devices:
+        print(f"\n**Where the time goes**, ours on {d}, batch 32, ms per batch (median of 7)\n")
+        print("| step | ms | share |\n|---|---:|---:|")
+        rows = step_breakdown(faces, 32, d)
+        total = sum(ms for _, ms in rows)
+        for label, ms in rows:
+            print(f"| {label} | {ms:.1f} | {100 * ms / total:.0f} % |")
+        print(f"| total | {total:.1f} | |")
     print(f"\nload average after: {os.getloadavg()[0]:.1f}")
 
 
