@@ -88,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tta", action="store_true", help="also score each --model with the mirrored self-ensemble")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
     p.add_argument("--cache", default="runs/by_scale_cache.json", help="score cache ('' = none)")
+    p.add_argument("--protocols", default="", help="comma-separated subset of the protocols ('' = all)")
     p.add_argument("--no-input", action="store_true", help="leave out the input (bicubic) rows (not cached yet)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
@@ -101,7 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     skip = [s for s in args.skip.split(",") if s]
     cache = Cache(pathlib.Path(args.cache) if args.cache else None)
     rows, t0 = [], time.perf_counter()
-    for name, chain in protocols(recipe).items():
+    chosen = protocols(recipe)
+    wanted = [w.strip() for w in args.protocols.split(",") if w.strip()]
+    unknown = sorted(set(wanted) - set(chosen))
+    if unknown:
+        p.error(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(chosen)}")
+    for name, chain in chosen.items():
+        if wanted and name not in wanted:
+            continue
         data = paired(recipe, name, chain, args.val, args.limit, args.seed)
         specs = [*([] if args.no_input else [("bicubic", "fp32")]), *((m, "fp32") for m in args.model)]
         if args.baseline and name in ("r4", "paper x4"):
