@@ -92,6 +92,9 @@ class TrainConfig:
     #: start the generator from these weights (a bundled model name or a .safetensors path,
     #: relative to the recipe): tensors of the same name and shape load, new ones keep their init
     init: str = ""
+    #: the discriminator trains alone for this many steps before each adversarial term's ``start``,
+    #: so the first gradient a warm-started generator gets from it is not a random critic's
+    d_warmup: int = 0
     channels_last: bool = True
     stages: list[StageConfig] = dataclasses.field(default_factory=list)
 
@@ -299,6 +302,8 @@ def _check_train(t: TrainConfig) -> None:
     for i, b in enumerate(t.betas):
         if not 0 <= b < 1:
             raise RecipeError(f"train.betas[{i}]", f"must be in [0, 1), got {b}")
+    if t.d_warmup < 0:
+        raise RecipeError("train.d_warmup", "must be >= 0")
     if t.grad_clip < 0:
         raise RecipeError("train.grad_clip", "must be >= 0 (0 disables clipping)")
     if t.warmup_steps < 0 or t.seed < 0 or t.weight_decay < 0:

@@ -166,6 +166,29 @@ def test_adversarial_term_and_discriminator_wait_for_start(reg, tmp_path):
     assert "vanilla_sr" in train[6] and "d" in train[6]
 
 
+def test_discriminator_warms_up_before_the_adversarial_term(reg, tmp_path):
+    """``train.d_warmup``: the critic trains alone for that many steps before the term's start."""
+    recipe = tiny_recipe(reg, steps=8, adv_start=4, d_warmup=2)
+    trainer = make(reg, recipe, tmp_path / "run", stop_at=2)
+    d0 = {k: v.clone() for k, v in trainer.D.state_dict().items()}
+    trainer.run()  # steps 0-1: neither the critic nor the term
+    assert all(torch.equal(v, trainer.D.state_dict()[k]) for k, v in d0.items())
+    assert [t.name for t in trainer.critic_terms(1)] == [] and [t.name for t in trainer.critic_terms(2)] == ["vanilla_sr"]
+    assert "vanilla_sr" not in {t.name for t in trainer.active_terms(3)}
+    resumed = make(reg, recipe, tmp_path / "run", resume=True, stop_at=4)
+    resumed.run()  # steps 2-3: the critic alone
+    assert not all(torch.equal(v, resumed.D.state_dict()[k]) for k, v in d0.items())
+    records = [json.loads(x) for x in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    train = {r["step"]: r["losses"] for r in records if r["event"] == "train"}
+    assert "d" not in train[2] and "d" in train[4] and "vanilla_sr" not in train[4]
+    # without the warm-up the same generator steps give the same generator: the critic did not touch it
+    plain = make(reg, tiny_recipe(reg, steps=8, adv_start=4), tmp_path / "plain", stop_at=4)
+    plain.run()
+    assert all(torch.allclose(v, resumed.G.state_dict()[k]) for k, v in plain.G.state_dict().items())
+    with pytest.raises(RecipeError, match="d_warmup"):
+        tiny_recipe(reg, d_warmup=-1)
+
+
 def test_sampler_resumes_and_shards():
     full = ResumableBatchSampler(10, 3, seed=1)
     it = iter(full)

@@ -214,6 +214,14 @@ class Trainer:
         assert self.stage is not None
         return [t for t in self.terms if loss_active(t.spec, step, self.stage, self.staged)]
 
+    def critic_terms(self, step: int) -> list[_Term]:
+        """Adversarial terms whose discriminator trains at ``step``: those active, and during the
+        ``d_warmup`` steps before a term's ``start`` the critic alone (the generator does not see it)."""
+        assert self.stage is not None
+        lead = self.cfg.d_warmup
+        return [t for t in self.terms if t.adversarial and
+                loss_active(dataclasses.replace(t.spec, start=max(0, t.spec.start - lead)), step, self.stage, self.staged)]
+
     def _optimizer_step(self, loss: Tensor, module: nn.Module, opt: torch.optim.Optimizer) -> None:
         """Backward, gradients averaged over ranks, unscaled, clipped, then one optimiser step."""
         self._scaled = True
@@ -279,7 +287,8 @@ class Trainer:
         self._scaled = False
         if self.D is not None:
             self.D.requires_grad_(False)
-        total, values, out, targets = self._generator_loss(batch, terms)
+        critics = self.critic_terms(step) if self.D is not None else []
+        total, values, out, targets = self._generator_loss(batch, terms, critics)
         logs = {k: float(v) for k, v in values.items()}
         logs["total"] = float(total.detach())
         if not dist.all_true(math.isfinite(logs["total"]), self.dist, self.device):
@@ -295,9 +304,8 @@ class Trainer:
             warnings.simplefilter("ignore", UserWarning)
             self.sched_g.step()
         self.ema.update(self.G, step)
-        adversarial = [t for t in terms if t.adversarial]
-        if adversarial and self.D is not None:
-            logs["d"] = self._discriminator_step(adversarial, out, targets)
+        if critics:
+            logs["d"] = self._discriminator_step(critics, out, targets)
         if self.sched_d is not None:
             with warnings.catch_warnings():  # before the adversarial start the D optimiser does not step
                 warnings.simplefilter("ignore", UserWarning)
@@ -307,13 +315,13 @@ class Trainer:
         self.step += 1
         return logs
 
-    def _generator_loss(self, batch: DegradationBatch, terms: list[_Term]):
+    def _generator_loss(self, batch: DegradationBatch, terms: list[_Term], critics: list[_Term]):
         """Forward the generator on ``batch.lq`` and sum the active weighted terms:
-        ``(total, unweighted values, outputs, targets)``."""
+        ``(total, unweighted values, outputs, targets)`` (targets also for the ``critics``)."""
         lq = batch.lq.contiguous(memory_format=self.memory_format)
         with self._autocast():
             out = self.G(lq)
-            targets = self._targets(batch, out, {t.spec.resolved_target() for t in terms})
+            targets = self._targets(batch, out, {t.spec.resolved_target() for t in [*terms, *critics]})
             values: dict[str, Tensor] = {}
             total = batch.hq.new_zeros(())
             for t in terms:
