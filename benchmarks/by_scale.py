@@ -18,6 +18,9 @@ model's own input size), outputs are scored at 128 px and rounded to 8 bits. ``i
 the degraded input itself, bicubic-resized to 128 px. Writes a section of docs/benchmarks.md
 between ``<!-- by_scale:begin -->`` and ``<!-- by_scale:end -->``.
 
+``--tta`` adds each model with the mirrored self-ensemble (``restore --tta``), ``--bf16`` with
+bf16 autocast; ``--protocols "r4,paper x4"`` scores a subset (printed only, with ``--out ''``).
+
 Scores are cached per (protocol, model file's sha256, precision, data, seed, limit) in ``--cache``
 (``runs/by_scale_cache.json``): a rerun after training a new checkpoint scores only that one.
 """
@@ -107,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = sorted(set(wanted) - set(chosen))
     if unknown:
         p.error(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(chosen)}")
+    if wanted and args.out:
+        p.error("--protocols scores a subset: it would replace the whole table in --out; add --out ''")
     for name, chain in chosen.items():
         if wanted and name not in wanted:
             continue

@@ -80,10 +80,10 @@ class Restorer:
     detector's own ``min_score_hint``, 0.9 for one without: MTCNN scores hands and cups 0.85-0.9;
     the ``masked`` detector filters its own output and hints 0).
     ``only_center_face``: restore only the face nearest the photo's centre.
-    ``precision``: ``fp32``, or ``bf16`` (autocast on a CPU with native bf16, or CUDA; about 1.5-2x
-    faster on such CPUs; falls back to fp32 elsewhere).
-    ``tta``: also restore the mirrored face and average the two (self-ensemble, as BasicSR's
-    ``--tta``): twice the model time, steadier output.
+    ``precision``: ``fp32``, or ``bf16`` (autocast on a CPU with native bf16, or CUDA; about 1.2x
+    faster at batch 16 on this project's CPU, docs/restore.md; falls back to fp32 elsewhere).
+    ``tta``: also restore the mirrored face and average the two, occlusion maps included
+    (self-ensemble, as BasicSR's ``--tta``): twice the model time.
     """
 
     def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",

@@ -189,6 +189,19 @@ def test_discriminator_warms_up_before_the_adversarial_term(reg, tmp_path):
         tiny_recipe(reg, d_warmup=-1)
 
 
+def test_discriminator_warm_up_with_every_and_zero_weight(reg, tmp_path):
+    """Every step of the warm-up trains the critic, whatever the term's ``every``; afterwards the
+    critic trains on the term's own steps; a zero-weight term trains no critic."""
+    losses = [{"type": "l1", "on": "sr"}, {"type": "vanilla", "on": "sr", "weight": 0.01, "start": 4, "every": 2}]
+    trainer = make(reg, tiny_recipe(reg, steps=9, d_warmup=3, losses=losses), tmp_path / "a", stop_at=1)
+    trainer.run()
+    assert [s for s in range(10) if trainer.critic_terms(s)] == [1, 2, 3, 4, 6, 8]
+    losses[1]["weight"] = 0.0
+    trainer = make(reg, tiny_recipe(reg, steps=9, d_warmup=3, losses=losses), tmp_path / "b", stop_at=1)
+    trainer.run()
+    assert not any(trainer.critic_terms(s) for s in range(10))
+
+
 def test_sampler_resumes_and_shards():
     full = ResumableBatchSampler(10, 3, seed=1)
     it = iter(full)

@@ -60,7 +60,7 @@ def register(app: typer.Typer) -> None:
         models = [E.resolve_model(m, dev, scale=scale) for m in model]
         # a model made for another input size sees the set's inputs resized, as `restore` does it
         models = [E.adaptive_model(spec, pairs.hq_size, dev, tta=tta)
-                  if tta and spec != "bicubic" or m.scale * pairs.lq_size != pairs.hq_size else m
+                  if (tta and spec != "bicubic") or m.scale * pairs.lq_size != pairs.hq_size else m
                   for spec, m in zip(model, models)]
         names = [m.name for m in models]
         for i, m in enumerate(models):  # two checkpoints with one file name: keep rows apart

@@ -56,7 +56,7 @@ def register(app: typer.Typer) -> None:
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
         precision: str = typer.Option("fp32", "--precision", help="fp32, or bf16 (autocast on CUDA and on CPUs with AVX512-BF16/AMX; fp32 on other CPUs)."),
         tta: bool = typer.Option(False, "--tta", help="Also restore each mirrored face and average the two "
-                                 "(self-ensemble: 2x model time, slightly better scores)."),
+                                 "(self-ensemble: 2x model time)."),
         detect_every: int = typer.Option(5, "--detect-every", min=1, help="Videos: detect faces every K frames, track in between."),
         crf: int = typer.Option(18, "--crf", min=0, max=51, help="Videos: H.264 quality (lower: better and larger)."),
         start: Optional[float] = typer.Option(None, "--start", min=0, help="Videos: restore from this second on."),

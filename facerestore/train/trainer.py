@@ -215,12 +215,15 @@ class Trainer:
         return [t for t in self.terms if loss_active(t.spec, step, self.stage, self.staged)]
 
     def critic_terms(self, step: int) -> list[_Term]:
-        """Adversarial terms whose discriminator trains at ``step``: those active, and during the
-        ``d_warmup`` steps before a term's ``start`` the critic alone (the generator does not see it)."""
+        """Adversarial terms (of non-zero weight) whose discriminator trains at ``step``: those
+        active, and on every step of the ``d_warmup`` before a term's ``start`` that lies in one
+        of its stages, the critic alone (the generator does not see it yet)."""
         assert self.stage is not None
-        lead = self.cfg.d_warmup
-        return [t for t in self.terms if t.adversarial and
-                loss_active(dataclasses.replace(t.spec, start=max(0, t.spec.start - lead)), step, self.stage, self.staged)]
+        lead, active = self.cfg.d_warmup, self.active_terms(step)
+        anytime = lambda t: dataclasses.replace(t.spec, start=0, every=1)  # noqa: E731  (stages only)
+        return [t for t in self.terms if t.adversarial and t.spec.weight != 0 and
+                (t in active or (t.spec.start - lead <= step < t.spec.start and
+                                 loss_active(anytime(t), step, self.stage, self.staged)))]
 
     def _optimizer_step(self, loss: Tensor, module: nn.Module, opt: torch.optim.Optimizer) -> None:
         """Backward, gradients averaged over ranks, unscaled, clipped, then one optimiser step."""
