@@ -35,6 +35,7 @@ import json
 import os
 import pathlib
 import re
+import shlex
 import sys
 import time
 
@@ -176,7 +177,7 @@ def render(rows, args, count: int, seconds: float) -> str:
     head = "| protocol | model | " + " | ".join(METRICS[c][0] for c in COLUMNS) + " |"
     lines = [
         "## Quality by scale (issue 14)", "",
-        f"Command: `python benchmarks/by_scale.py {' '.join(sys.argv[1:])}`; "
+        f"Command: `python benchmarks/by_scale.py {shlex.join(sys.argv[1:])}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_description('cpu')}, "
         f"{seconds / 60:.1f} min. Data: {count} faces of `{args.val}`, degradation seed {args.seed}; "
         "protocols and model inputs as in the script's docstring. PSNR vis./occl.: outside/inside the "

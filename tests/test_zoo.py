@@ -26,7 +26,7 @@ def test_bundled_files_are_small_and_carry_their_recipe(name, recipe, scale):
     meta = read_metadata(path)
     assert meta["contents"] == "generator" and meta["dtype"] == "float16"
     r = json.loads(meta["recipe"])
-    assert r["name"] == recipe and r["scale"] == scale
+    assert r["name"].startswith(recipe) and r["scale"] == scale  # masked_any_v3: a fine-tune of it
 
 
 def test_default_model_beats_bicubic_on_the_astronaut(astronaut):
