@@ -19,6 +19,7 @@ import argparse
 import datetime
 import os
 import pathlib
+import shlex
 import subprocess
 import sys
 import time
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
                f"PSNR {a.values['psnr'] - b.values['psnr']:+.2f} dB")
     table = "\n".join([
         "## Adversarial term ablation (issue 14)", "",
-        f"Command: `python benchmarks/gan_ablation.py {' '.join(sys.argv[1:])}`; "
+        f"Command: `python benchmarks/gan_ablation.py {shlex.join(sys.argv[1:])}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {E.machine_description('cpu')}, "
         f"{(time.perf_counter() - t0) / 60:.1f} min. Two fine-tunes of `masked_any` from `{args.init}`, "
         f"{args.steps} steps x 16, identical but for the adversarial weight; scored on {len(data)} faces of "
