@@ -30,8 +30,8 @@ BUNDLED: dict[str, str] = {
 #: bundled model name -> what it is and what it was trained on (shown by `facerestore doctor`)
 BUNDLED_INFO: dict[str, str] = {
     "masked-any": "recipes/masked_any.toml, aligned 128 px faces at any scale (x1-x8); celeba/train, "
-                  "144,000 images + a 32,000-image fine-tune (keep_sharp, refine head, identity term); "
-                  "docs/model-card.md",
+                  "144,000 images + fine-tunes of 32,000 (keep_sharp, refine head, identity term) and "
+                  "216,000 images (larger occlusion estimator, version 3); docs/model-card.md",
     "jdsr-x4": "recipes/jdsr_gan_small.toml, 32 -> 128 px; celeba/train, 48,000 images; docs/model-card.md",
 }
 #: weight-free models: name -> (generator spec given the scale)

@@ -57,11 +57,14 @@ def register(app: typer.Typer) -> None:
         else:
             pairs = E.load_paired_dir(data, limit=limit)
         scale = pairs.hq_size // pairs.lq_size
-        models = [E.resolve_model(m, dev, scale=scale) for m in model]
-        # a model made for another input size sees the set's inputs resized, as `restore` does it
-        models = [E.adaptive_model(spec, pairs.hq_size, dev, tta=tta)
-                  if (tta and spec != "bicubic") or m.scale * pairs.lq_size != pairs.hq_size else m
-                  for spec, m in zip(model, models)]
+        def build(spec: str):
+            if tta and spec != "bicubic":  # scored the way `restore --tta` runs it
+                return E.adaptive_model(spec, pairs.hq_size, dev, tta=True)
+            m = E.resolve_model(spec, dev, scale=scale)
+            # a model made for another input size sees the set's inputs resized, as `restore` does it
+            return E.adaptive_model(spec, pairs.hq_size, dev) if m.scale * pairs.lq_size != pairs.hq_size else m
+
+        models = [build(spec) for spec in model]
         names = [m.name for m in models]
         for i, m in enumerate(models):  # two checkpoints with one file name: keep rows apart
             if names.count(m.name) > 1:
