@@ -108,6 +108,14 @@ class Degradation(ABC):
         return None
 
 
+def _drop_tiny(m: Tensor) -> Tensor:
+    """``m`` with weights below 1e-12 set to 0 (they change a pixel by < 1e-9 in all). The tails
+    of a narrow Gaussian kernel are subnormal or nearly so, their products with pixels are
+    subnormal, and x86 CPUs multiply subnormals many times slower: the fused blur + x4 downscale
+    of a batch of 32 took 9.4 ms instead of 2.6 ms (1 thread, this project's 2-core EPYC)."""
+    return torch.where(m.abs() < 1e-12, torch.zeros_like(m), m)
+
+
 @dataclasses.dataclass
 class LinearMap:
     """``lq`` and ``clean`` (B, C, H, W) -> ``my @ x @ mx^T`` (B, C, H', W'), then ``finish``.
@@ -128,8 +136,8 @@ class LinearMap:
 
     def apply(self, batch: DegradationBatch) -> DegradationBatch:
         both = torch.cat([batch.lq, batch.clean], 1)
-        out = torch.matmul(self.my.unsqueeze(1).to(both.dtype),
-                           torch.matmul(both, self.mx.transpose(1, 2).unsqueeze(1).to(both.dtype)))
+        my, mx = _drop_tiny(self.my.to(both.dtype)), _drop_tiny(self.mx.to(both.dtype))
+        out = torch.matmul(my.unsqueeze(1), torch.matmul(both, mx.transpose(1, 2).unsqueeze(1)))
         if self.clamp:
             out = out.clamp(0, 1)
         c = batch.lq.shape[1]

@@ -37,6 +37,7 @@ DEFAULT_TARGETS = {
     "coarse": "hq",
     "denoised": "clean",
     "noise_map": "occlusion",
+    "keep": "occlusion",
     "heatmaps": "heatmaps",
 }
 #: batch tensors a loss may use as target (``heatmaps`` are rendered from the HQ landmarks).

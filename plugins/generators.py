@@ -172,8 +172,9 @@ class JDSRAnyScale(Generator):
     space-to-depth output alone paints a 4-px dotted texture on large faces. Zero-initialised, so
     weights trained without it load (``train.init``) and start from the same output.
 
-    Outputs ``sr``, ``coarse``, ``noise_map`` (the occlusion estimate, upsampled to S),
-    ``denoised`` (S / fold) and ``heatmaps`` when the SR module has a face prior.
+    Outputs ``sr``, ``coarse``, ``keep`` (alpha, (B, 1, S, S)), ``noise_map`` (the occlusion
+    estimate, upsampled to S), ``denoised`` (S / fold) and ``heatmaps`` when the SR module has a
+    face prior.
     """
 
     def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
@@ -217,7 +218,7 @@ class JDSRAnyScale(Generator):
             y = y + self.refine(torch.cat([lq, coarse, y], 1))
         alpha = torch.sigmoid(y[:, 3:])
         sr = clamp01(alpha * lq + (1 - alpha) * coarse + y[:, :3])
-        res = {"sr": sr, "coarse": coarse, "denoised": out["denoised"],
+        res = {"sr": sr, "coarse": coarse, "denoised": out["denoised"], "keep": alpha,
                "noise_map": F.interpolate(occ_small, size=(h, w), mode="bilinear", align_corners=False)}
         if "heatmaps" in out:
             res["heatmaps"] = out["heatmaps"]

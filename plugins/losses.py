@@ -1,4 +1,5 @@
-"""Built-in losses: pixel, TV, CBDNet's asymmetric map loss, face prior, identity, adversarial.
+"""Built-in losses: pixel, TV, CBDNet's asymmetric map loss, occluded mean, face prior, identity,
+adversarial.
 
 Each returns an unweighted scalar (the trainer applies the recipe's ``weight``) and is zero, or
 minimal, when ``pred == target``. ``perceptual`` and ``style`` (VGG16) live in
@@ -98,6 +99,21 @@ class AsymmetricLoss(Loss):
         return (w * d * d).mean()
 
 
+class OccludedMeanLoss(Loss):
+    """Mean of a map inside the true occlusion: drives a quantity that must vanish under a mask
+    to 0 there, e.g. ``keep``, the any-scale generator's input-keep weight. Where the occlusion
+    estimate misses part of a mask, the pixel loss alone can settle for a faded copy of the mask
+    (stripes of a pleated mask on large faces); this term says "never keep a masked pixel".
+
+    ``pred`` (B, C, H, W) >= 0; ``target`` the occlusion map (B, 1, h, w) in [0, 1], resized to
+    ``pred``. 0 when nothing is occluded.
+    """
+
+    def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
+        occ = _match(target, pred)
+        return (pred * occ).sum() / (occ.sum() * pred.shape[1]).clamp_min(1.0)
+
+
 class FacePriorLoss(Loss):
     """Landmark-heatmap MSE for the face-prior branch, optionally weighted towards the peaks.
 
@@ -187,6 +203,7 @@ def register(registry) -> None:
     registry.register("loss", "pixel", PixelLoss)
     registry.register("loss", "tv", TVLoss)
     registry.register("loss", "asymmetric", AsymmetricLoss)
+    registry.register("loss", "occluded_mean", OccludedMeanLoss)
     registry.register("loss", "face_prior", FacePriorLoss)
     registry.register("loss", "identity", IdentityLoss)
     registry.register("loss", "adversarial", GANLoss)

@@ -396,20 +396,38 @@ class ProceduralMask(Degradation):
         """Colour (n, 3, H, W) and binary alpha (n, 1, H, W) of masks of ``kind`` on ``anchors``.
 
         Faces larger than ``render_size`` are rasterised at that size and upscaled (bilinear
-        colour, bilinear coverage thresholded at 0.5, so outlines stay smooth and alpha binary)."""
+        colour, bilinear coverage thresholded at 0.5, so outlines stay smooth and alpha binary).
+        When the sizes differ by an integer factor only the window that holds the masks, with one
+        zero pixel around it, is upscaled: the same numbers as upscaling the whole image (0
+        outside the window) at a fraction of the cost."""
         h, w = int(size[0]), int(size[1])
         r = self.render_size
-        if r <= 0 or max(h, w) <= r:
-            return self._render(anchors, kind, (h, w), generator)
-        rh, rw = max(1, round(h * r / max(h, w))), max(1, round(w * r / max(h, w)))
-        scale = torch.tensor([rw / w, rh / h], device=anchors.device)
-        colour, alpha = self._render(anchors * scale, kind, (rh, rw), generator)
-        colour = F.interpolate(colour, size=(h, w), mode="bilinear", align_corners=False)
-        alpha = (F.interpolate(alpha, size=(h, w), mode="bilinear", align_corners=False) > 0.5).float()
-        return colour, alpha
+        sh, sw = (h, w) if r <= 0 or max(h, w) <= r else \
+            (max(1, round(h * r / max(h, w))), max(1, round(w * r / max(h, w))))
+        if (sh, sw) != (h, w):
+            anchors = anchors * torch.tensor([sw / w, sh / h], device=anchors.device)
+        rgba, (y0, y1, x0, x1) = self._render(anchors, kind, (sh, sw), generator)
+        out = anchors.new_zeros(anchors.shape[0], 4, h, w)
+        if rgba.numel() == 0:
+            return out[:, :3], out[:, 3:]
+        k = h // sh
+        if (sh, sw) == (h, w):
+            out[:, :, y0:y1, x0:x1] = rgba
+            return out[:, :3], out[:, 3:]
+        if (k * sh, k * sw) == (h, w):  # integer factor: the window and a zero border
+            py0, px0, py1, px1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1 + 1, sh), min(x1 + 1, sw)
+        else:
+            k, py0, px0, py1, px1 = 0, 0, 0, sh, sw
+        rgba = F.pad(rgba, (x0 - px0, px1 - x1, y0 - py0, py1 - y1))
+        up = F.interpolate(rgba, size=(k * (py1 - py0), k * (px1 - px0)) if k else (h, w),
+                           mode="bilinear", align_corners=False)
+        out[:, :, k * py0:k * py0 + up.shape[-2], k * px0:k * px0 + up.shape[-1]] = up
+        return out[:, :3], (out[:, 3:] > 0.5).to(out.dtype)
 
-    def _render(self, anchors: Tensor, kind: Tensor, size, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """Rasterise at ``size``.
+    def _render(self, anchors: Tensor, kind: Tensor, size,
+                generator: torch.Generator) -> tuple[Tensor, tuple[int, int, int, int]]:
+        """Rasterise at ``size``: colour and coverage (n, 4, y1 - y0, x1 - x0) of the window
+        (y0, y1, x0, x1); everything outside it is 0.
 
         Only the window around the masks of the batch is rasterised, one mask type at a time
         (at most four groups), with every random parameter drawn up front for all samples."""
@@ -417,9 +435,9 @@ class ProceduralMask(Degradation):
 
         h, w = int(size[0]), int(size[1])
         n, dev = anchors.shape[0], anchors.device
-        colour, alpha = anchors.new_zeros(n, 3, h, w), anchors.new_zeros(n, 1, h, w)
+        empty = anchors.new_zeros(n, 4, 0, 0), (0, 0, 0, 0)
         if n == 0:
-            return colour, alpha
+            return empty
 
         def rnd(*shape: int) -> Tensor:
             return torch.rand(*shape, generator=generator, device=dev)
@@ -464,17 +482,17 @@ class ProceduralMask(Degradation):
         x0, y0 = (int(v) for v in lo.floor().clamp_min(0).tolist())
         x1, y1 = int(min(w, math.ceil(float(hi[0])) + 1)), int(min(h, math.ceil(float(hi[1])) + 1))
         if x1 <= x0 or y1 <= y0:
-            return colour, alpha
+            return empty
         uv = _map_grid(anchors, CANONICAL.to(dev).expand(n, -1, -1), h, w, (y0, y1, x0, x1))
 
         draws = _Draws(coef, base, second, pattern, p_angle, p_freq, p_duty, blobs, curv, light, light_dir,
                        pleats, loop_kind, valve, kn_side, px_u, px_v)
+        rgba = anchors.new_empty(n, 4, y1 - y0, x1 - x0)
         for t in torch.unique(kind).tolist():  # at most four mask types
             idx = (kind == t).nonzero().squeeze(1)
             col, cover = _render_type(t, uv[idx, ..., 0].unsqueeze(1), uv[idx, ..., 1].unsqueeze(1), draws.select(idx))
-            colour[idx, :, y0:y1, x0:x1] = col
-            alpha[idx, :, y0:y1, x0:x1] = cover
-        return colour, alpha
+            rgba[idx] = torch.cat([col, cover], 1)
+        return rgba, (y0, y1, x0, x1)
 
 
 # --------------------------------------------------------------------------------------------

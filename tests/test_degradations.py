@@ -259,3 +259,22 @@ def test_blur_matrices_are_a_reflect_padded_gaussian_convolution():
     k1 = k1 / k1.sum(1, keepdim=True)
     ref = _filter_per_sample(hq, k1[:, :, None] * k1[:, None, :])
     torch.testing.assert_close(out.lq, ref, rtol=0, atol=1e-5)
+
+
+def test_linear_map_drops_subnormal_weights_and_keeps_the_result():
+    """Blur tails (~1e-22) multiplied by each other when blur and downscale are fused are
+    subnormal (slow on x86): ``apply`` zeroes weights below 1e-12 and the result stays that of
+    the exact float64 product."""
+    from facerestore.interfaces import DegradationBatch, _drop_tiny
+
+    blur, down = build_pipeline([{"type": "gaussian_blur", "sigma": [0.2, 1.5]}, {"type": "downscale", "scale": 4}])
+    hq = faces(8)  # one wide kernel sets the band for all: the narrow ones get long tails
+    batch, g = DegradationBatch.from_hq(hq), make_generator(0, "cpu")
+    op = blur.linear(batch, g).then(down.linear(batch, g))
+    tiny = torch.finfo(torch.float32).tiny
+    assert ((op.my.abs() < tiny) & (op.my != 0)).any()  # the case this is about
+    dropped = _drop_tiny(op.my)
+    assert not ((dropped.abs() < 1e-12) & (dropped != 0)).any()
+    assert torch.equal(dropped[op.my.abs() >= 1e-12], op.my[op.my.abs() >= 1e-12])
+    exact = op.my.double().unsqueeze(1) @ hq.double() @ op.mx.double().transpose(1, 2).unsqueeze(1)
+    torch.testing.assert_close(op.apply(batch).lq.double(), exact.clamp(0, 1), rtol=0, atol=1e-6)

@@ -69,6 +69,20 @@ def test_asymmetric_loss_penalises_under_estimation_more():
     assert loss(target, torch.full((1, 1, 32, 32), 0.5)).item() == 0.0
 
 
+def test_occluded_mean_counts_only_the_occluded_pixels():
+    loss = create("loss", "occluded_mean")
+    occ = torch.zeros(2, 1, 8, 8)
+    occ[:, :, 4:] = 1.0  # lower half masked
+    keep = torch.zeros(2, 1, 8, 8)
+    keep[:, :, :4] = 1.0  # keeping every visible pixel costs nothing
+    assert loss(keep, occ).item() == 0.0
+    keep[:, :, 4:6] = 0.5  # half of the masked rows kept at 0.5 -> mean 0.25 over the mask
+    assert loss(keep, occ).item() == pytest.approx(0.25)
+    # an occlusion map at another size is area-resized to the prediction; no mask, no loss
+    assert loss(keep, F.interpolate(occ, size=(32, 32), mode="nearest")).item() == pytest.approx(0.25)
+    assert loss(torch.ones(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)).item() == 0.0
+
+
 def test_face_prior_mse():
     from facerestore.landmarks import render_heatmaps, template_landmarks
 

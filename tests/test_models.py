@@ -230,6 +230,11 @@ def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
     # untrained: about the mean of the input and the coarse face (alpha ~ 0.5, small residual)
     mid = 0.5 * (x + out["coarse"])
     assert (out["sr"] - mid).abs().mean() < (out["sr"] - x).abs().mean()
+    # ``keep`` is the blend weight of the input: sr = keep * x + (1 - keep) * coarse + residual
+    keep = out["keep"]
+    assert keep.shape == (2, 1, 64, 64) and 0.3 < float(keep.mean()) < 0.7
+    residual = out["sr"] - (keep * x + (1 - keep) * out["coarse"])
+    assert residual.abs().mean() < (out["sr"] - x).abs().mean()
     with pytest.raises(ValueError, match="divisible by 4"):
         g(torch.rand(1, 3, 30, 30))
     # the full-resolution refine head starts at zero: same weights, same output as without it
