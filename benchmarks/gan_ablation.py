@@ -5,9 +5,9 @@
 Both runs start from the same weights (``--init``, default the bundled ``masked-any``), with the
 same seed, data order, degradation stream and schedule (``--steps`` steps of batch 16, lr 1e-4
 constant after 20 warm-up steps, the identity term off to save time). One keeps the recipe's
-adversarial term (weight 0.01, from step ``--steps // 8``, its critic warmed up alone for the
-``--steps // 8`` steps before, ``train.d_warmup``), the other sets its weight to 0 (its
-discriminator is not trained then: a zero-weight critic loss has no gradient). Both EMA
+adversarial term with weight 0.01 (from step ``--steps // 8``, its critic warmed up alone for the
+``--steps // 8`` steps before, ``train.d_warmup``), the other keeps the recipe's weight 0 (the
+term is not computed and no critic trains). Both EMA
 generators are then scored on celeba/val degraded by the jdsr_gan recipe at x4 (seed 0), the way
 ``by_scale.py`` scores its r4 row: PSNR, SSIM, LPIPS. The issue's bar: the adversarial term lowers
 LPIPS at a cost of at most 0.3 dB PSNR. Writes a section of docs/benchmarks.md.
@@ -30,9 +30,14 @@ BEGIN, END = "<!-- gan_ablation:begin -->", "<!-- gan_ablation:end -->"
 
 
 def finetune(out: pathlib.Path, adv_weight: float, args) -> pathlib.Path:
+    from facerestore.recipe import load_recipe
+
+    recipe = load_recipe("recipes/masked_any.toml")
+    ident, adv = recipe.loss_index("identity"), recipe.loss_index("adversarial")
     sets = [f"train.init='{args.init}'",
             f"train.steps={args.steps}", "train.lr=1e-4", "train.scheduler='constant'", "train.warmup_steps=20",
-            "loss.4.every=1000000000", f"loss.5.weight={adv_weight}", f"loss.5.start={args.steps // 8}", f"train.d_warmup={args.steps // 8}",
+            f"loss.{ident}.every=1000000000", f"loss.{adv}.weight={adv_weight}", f"loss.{adv}.start={args.steps // 8}",
+            f"train.d_warmup={args.steps // 8}",
             f"train.val_every={args.steps}", f"train.ckpt_every={args.steps}", "data.workers=1", "train.log_every=50"]
     cmd = [sys.executable, "-m", "facerestore.cli", "train", "recipes/masked_any.toml", "--out", str(out),
            "--no-progress", "--no-tensorboard"]

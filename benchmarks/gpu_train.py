@@ -70,11 +70,15 @@ def make_shard(data: pathlib.Path, out: pathlib.Path, val_count: int = 64) -> No
 
 
 def train_cmd(root: pathlib.Path, out: pathlib.Path, steps: int, args) -> list[str]:
+    from facerestore.recipe import load_recipe
+
+    adv = load_recipe(ROOT / RECIPE).loss_index("adversarial")
     sets = {"data.train": json.dumps([str(root / "faces")]), "data.val": json.dumps(str(root / "val")),
             "degradation.0.folder": json.dumps(str(root / "masks")), "data.workers": str(args.workers),
             "train.batch_size": str(args.batch), "train.lr": str(args.lr), "train.steps": str(steps),
             "train.warmup_steps": str(min(200, steps // 10)), "train.init": json.dumps(args.init),
-            "loss.5.start": str(steps // 8 if args.adversarial else 10**9), "train.val_every": str(max(1, steps // 4)),
+            f"loss.{adv}.weight": "0.01" if args.adversarial else "0.0", f"loss.{adv}.start": str(steps // 8),
+            "train.d_warmup": str(steps // 16 if args.adversarial else 0), "train.val_every": str(max(1, steps // 4)),
             "train.ckpt_every": str(max(1, steps // 4)), "train.log_every": str(max(1, min(100, steps // 10)))}
     cmd = [sys.executable, "-m", "facerestore.cli", "train", RECIPE, "--out", str(out), "--device", args.device,
            "--no-progress", "--no-tensorboard"]
@@ -131,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--device", default="cuda")
     t.add_argument("--init", default="masked-any", help="bundled model or checkpoint to start from")
     t.add_argument("--adversarial", action="store_true",
-                   help="keep the adversarial term (off: a fresh critic broke a CPU fine-tune, model card)")
+                   help="switch the adversarial term on (weight 0.01 from steps//8, critic warmed up for steps//16 before)")
     args = p.parse_args(argv)
     if args.cmd == "shard":
         make_shard(pathlib.Path(args.data), ROOT / args.out)

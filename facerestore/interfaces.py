@@ -214,7 +214,8 @@ class Generator(nn.Module, ABC):
     """The whole restoration network: ``lq (B, 3, h, w) -> dict`` of named outputs.
 
     Keys: ``"sr"`` (B, 3, h*scale, w*scale), always present, the restored face; optional
-    ``"denoised"`` (B, 3, h, w), ``"noise_map"`` (B, 1, h, w), ``"heatmaps"`` (B, K, H, W).
+    ``"denoised"`` (B, 3, h, w), ``"noise_map"`` (B, 1, h, w), ``"heatmaps"`` (B, K, H, W); the
+    any-scale generator adds ``"coarse"`` (B, 3, H, W) and ``"keep"`` (B, 1, H, W).
     Losses refer to these names in the recipe. ``stage_modules`` names the sub-modules that a
     staged schedule can train separately (e.g. ``{"denoiser": ..., "upsampler": ...}``).
     """

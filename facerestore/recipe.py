@@ -103,7 +103,7 @@ class TrainConfig:
 @dataclasses.dataclass
 class LossSpec:
     """One weighted term. ``on`` is a generator output (``sr``, ``denoised``, ``noise_map``,
-    ``heatmaps``); ``target`` defaults from :data:`DEFAULT_TARGETS`; ``start`` is the step at which
+    ``heatmaps``, ``coarse``, ``keep``); ``target`` defaults from :data:`DEFAULT_TARGETS`; ``start`` is the step at which
     the term switches on (adversarial warm-up); ``every`` = k computes an expensive term (identity,
     perceptual) on one step in k only, at its weight; ``stages`` limits it to named stages."""
 
@@ -141,6 +141,15 @@ class Recipe:
     @property
     def lq_size(self) -> int:
         return self.hq_size // self.scale
+
+    def loss_index(self, type: str) -> int:
+        """Index of the recipe's only loss of ``type``, for ``--set loss.N.KEY=...`` overrides
+        (scripts that name a term by its type keep working when the recipe's list changes)."""
+        found = [i for i, spec in enumerate(self.losses) if spec.type == type]
+        if len(found) != 1:
+            raise RecipeError("loss", f"{len(found)} losses of type {type!r}; types: "
+                              f"{', '.join(spec.type for spec in self.losses)}")
+        return found[0]
 
     # -- serialisation -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -111,7 +111,7 @@ class OccludedMeanLoss(Loss):
 
     def forward(self, pred: Tensor, target: Tensor, **context: Any) -> Tensor:
         occ = _match(target, pred)
-        return (pred * occ).sum() / (occ.sum() * pred.shape[1]).clamp_min(1.0)
+        return (pred * occ).sum() / (occ.sum() * pred.shape[1]).clamp_min(1e-6)
 
 
 class FacePriorLoss(Loss):

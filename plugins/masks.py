@@ -399,7 +399,7 @@ class ProceduralMask(Degradation):
         colour, bilinear coverage thresholded at 0.5, so outlines stay smooth and alpha binary).
         When the sizes differ by an integer factor only the window that holds the masks, with one
         zero pixel around it, is upscaled: the same numbers as upscaling the whole image (0
-        outside the window) at a fraction of the cost."""
+        outside the window) at a fraction of the cost. Both are views of one (n, 4, H, W) buffer."""
         h, w = int(size[0]), int(size[1])
         r = self.render_size
         sh, sw = (h, w) if r <= 0 or max(h, w) <= r else \
@@ -427,7 +427,8 @@ class ProceduralMask(Degradation):
     def _render(self, anchors: Tensor, kind: Tensor, size,
                 generator: torch.Generator) -> tuple[Tensor, tuple[int, int, int, int]]:
         """Rasterise at ``size``: colour and coverage (n, 4, y1 - y0, x1 - x0) of the window
-        (y0, y1, x0, x1); everything outside it is 0.
+        (y0, y1, x0, x1); everything outside it is 0 ((n, 4, 0, 0) and (0, 0, 0, 0) when no mask
+        lies in the image).
 
         Only the window around the masks of the batch is rasterised, one mask type at a time
         (at most four groups), with every random parameter drawn up front for all samples."""

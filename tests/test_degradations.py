@@ -261,10 +261,11 @@ def test_blur_matrices_are_a_reflect_padded_gaussian_convolution():
     torch.testing.assert_close(out.lq, ref, rtol=0, atol=1e-5)
 
 
-def test_linear_map_drops_subnormal_weights_and_keeps_the_result():
+def test_linear_map_drops_subnormal_weights_and_keeps_the_result(monkeypatch):
     """Blur tails (~1e-22) multiplied by each other when blur and downscale are fused are
     subnormal (slow on x86): ``apply`` zeroes weights below 1e-12 and the result stays that of
     the exact float64 product."""
+    import facerestore.interfaces as interfaces
     from facerestore.interfaces import DegradationBatch, _drop_tiny
 
     blur, down = build_pipeline([{"type": "gaussian_blur", "sigma": [0.2, 1.5]}, {"type": "downscale", "scale": 4}])
@@ -276,5 +277,9 @@ def test_linear_map_drops_subnormal_weights_and_keeps_the_result():
     dropped = _drop_tiny(op.my)
     assert not ((dropped.abs() < 1e-12) & (dropped != 0)).any()
     assert torch.equal(dropped[op.my.abs() >= 1e-12], op.my[op.my.abs() >= 1e-12])
+    seen = []
+    monkeypatch.setattr(interfaces, "_drop_tiny", lambda m: seen.append(m) or _drop_tiny(m))
+    lq = op.apply(batch).lq
+    assert len(seen) == 2 and torch.equal(seen[0], op.my)  # apply multiplies the dropped matrices
     exact = op.my.double().unsqueeze(1) @ hq.double() @ op.mx.double().transpose(1, 2).unsqueeze(1)
-    torch.testing.assert_close(op.apply(batch).lq.double(), exact.clamp(0, 1), rtol=0, atol=1e-6)
+    torch.testing.assert_close(lq.double(), exact.clamp(0, 1), rtol=0, atol=1e-6)

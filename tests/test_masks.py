@@ -238,7 +238,7 @@ def test_n95_masks_are_cups_brighter_in_the_middle():
     assert bool((_columns(lum, cover, c) > _columns(lum, cover, c - 45)).all())
 
 
-@pytest.mark.parametrize("size", [(128, 128), (96, 128), (100, 100), (48, 48)])
+@pytest.mark.parametrize("size", [(128, 128), (96, 96), (96, 128), (100, 100), (48, 48)])
 def test_window_upscale_equals_upscaling_the_whole_image(size):
     """``render`` upscales only the window that holds the masks (plus one zero pixel): the same
     colour and alpha as padding the window to the whole small image and upscaling that."""
@@ -252,9 +252,7 @@ def test_window_upscale_equals_upscaling_the_whole_image(size):
     anchors, _ = mask.placement.anchors(lm, torch.Generator().manual_seed(0))
     kind = torch.tensor([0, 1, 2, 3, 0, 1])
     colour, alpha = mask.render(anchors, kind, size, torch.Generator().manual_seed(1))
-    sh, sw = (32, 32 * w // h) if h >= w else (32 * h // w, 32)
-    if max(h, w) <= 32:
-        sh, sw = h, w
+    sh, sw = (32, 32 * w // h) if h >= w else (32 * h // w, 32)  # k = 4, 3, 4 (non-square), none
     scale = torch.tensor([sw / w, sh / h])
     rgba, (y0, y1, x0, x1) = mask._render(anchors * scale, kind, (sh, sw), torch.Generator().manual_seed(1))
     assert 0 < y0 < y1 <= sh and 0 <= x0 < x1 <= sw  # a window below the eyes, not the whole image
@@ -262,5 +260,6 @@ def test_window_upscale_equals_upscaling_the_whole_image(size):
     if (sh, sw) != (h, w):
         full = F.interpolate(full, size=(h, w), mode="bilinear", align_corners=False)
         full = torch.cat([full[:, :3], (full[:, 3:] > 0.5).float()], 1)
-    torch.testing.assert_close(colour, full[:, :3], rtol=0, atol=1e-6)
+    # bilinear source positions are computed from another origin: float rounding only (k = 3: 1e-6)
+    torch.testing.assert_close(colour, full[:, :3], rtol=0, atol=1e-5)
     assert torch.equal(alpha, full[:, 3:]) and alpha.sum() > 0

@@ -230,11 +230,19 @@ def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
     # untrained: about the mean of the input and the coarse face (alpha ~ 0.5, small residual)
     mid = 0.5 * (x + out["coarse"])
     assert (out["sr"] - mid).abs().mean() < (out["sr"] - x).abs().mean()
-    # ``keep`` is the blend weight of the input: sr = keep * x + (1 - keep) * coarse + residual
-    keep = out["keep"]
-    assert keep.shape == (2, 1, 64, 64) and 0.3 < float(keep.mean()) < 0.7
-    residual = out["sr"] - (keep * x + (1 - keep) * out["coarse"])
-    assert residual.abs().mean() < (out["sr"] - x).abs().mean()
+    # ``keep`` is the input's blend weight: with no residual and an alpha logit of b everywhere,
+    # keep = sigmoid(b) and sr = keep * x + (1 - keep) * coarse exactly
+    assert out["keep"].shape == (2, 1, 64, 64)
+    last = g.fusion[-2]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.zero_()
+        last.bias[3 * 16:] = 1.5  # PixelShuffle(4): output channel 3 (alpha) reads channels 48-63
+    out = g(x)
+    keep = torch.sigmoid(torch.tensor(1.5))
+    assert torch.allclose(out["keep"], keep.expand(2, 1, 64, 64))
+    torch.testing.assert_close(out["sr"], (keep * x + (1 - keep) * out["coarse"]).clamp(0, 1))
+    out = g(x)  # (these weights are copied into the refined network below)
     with pytest.raises(ValueError, match="divisible by 4"):
         g(torch.rand(1, 3, 30, 30))
     # the full-resolution refine head starts at zero: same weights, same output as without it

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 import tomllib
 
 import pytest
@@ -228,3 +229,17 @@ def test_no_component_default_points_into_shared():
     for entry in default_registry().entries():
         for p in entry.params:
             assert "shared" not in str(p.default), (entry.kind, entry.name, p.name, p.default)
+
+
+def test_loss_index_names_a_term_by_type():
+    """Scripts override a term as ``loss.N.KEY``; ``loss_index`` finds N by the term's type."""
+    root = pathlib.Path(__file__).resolve().parents[1]
+    recipe = load_recipe(root / "recipes" / "masked_any.toml")
+    adv = recipe.loss_index("adversarial")
+    assert recipe.losses[adv].type == "adversarial" and recipe.losses[adv].weight == 0.0
+    over = load_recipe(root / "recipes" / "masked_any.toml", [f"loss.{adv}.weight=0.01"])
+    assert over.losses[adv].weight == 0.01
+    with pytest.raises(RecipeError, match="2 losses of type 'pixel'"):
+        recipe.loss_index("pixel")
+    with pytest.raises(RecipeError, match="0 losses of type 'style'"):
+        recipe.loss_index("style")

@@ -200,6 +200,7 @@ def test_discriminator_warm_up_with_every_and_zero_weight(reg, tmp_path):
     trainer = make(reg, tiny_recipe(reg, steps=9, d_warmup=3, losses=losses), tmp_path / "b", stop_at=1)
     trainer.run()
     assert not any(trainer.critic_terms(s) for s in range(10))
+    assert [t.spec.type for t in trainer.active_terms(4)] == ["l1"]  # nor is its generator term computed
 
 
 def test_sampler_resumes_and_shards():

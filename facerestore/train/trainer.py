@@ -211,8 +211,10 @@ class Trainer:
         return {"generator": self.G, **self.G.stage_modules()}
 
     def active_terms(self, step: int) -> list[_Term]:
+        """Terms computed at ``step``; a zero-weight term never is (it would cost time and change
+        nothing: a recipe can keep a term switched off, e.g. the adversarial one)."""
         assert self.stage is not None
-        return [t for t in self.terms if loss_active(t.spec, step, self.stage, self.staged)]
+        return [t for t in self.terms if t.spec.weight != 0 and loss_active(t.spec, step, self.stage, self.staged)]
 
     def critic_terms(self, step: int) -> list[_Term]:
         """Adversarial terms (of non-zero weight) whose discriminator trains at ``step``: those
