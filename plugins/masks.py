@@ -410,18 +410,18 @@ class ProceduralMask(Degradation):
         out = anchors.new_zeros(anchors.shape[0], 4, h, w)
         if rgba.numel() == 0:
             return out[:, :3], out[:, 3:]
-        k = h // sh
         if (sh, sw) == (h, w):
             out[:, :, y0:y1, x0:x1] = rgba
             return out[:, :3], out[:, 3:]
-        if (k * sh, k * sw) == (h, w):  # integer factor: the window and a zero border
+        k = h // sh
+        if (k * sh, k * sw) == (h, w):  # integer factor: the window and a zero border, k times larger
             py0, px0, py1, px1 = max(y0 - 1, 0), max(x0 - 1, 0), min(y1 + 1, sh), min(x1 + 1, sw)
-        else:
-            k, py0, px0, py1, px1 = 0, 0, 0, sh, sw
-        rgba = F.pad(rgba, (x0 - px0, px1 - x1, y0 - py0, py1 - y1))
-        up = F.interpolate(rgba, size=(k * (py1 - py0), k * (px1 - px0)) if k else (h, w),
+            oy, ox, size = k * py0, k * px0, (k * (py1 - py0), k * (px1 - px0))
+        else:  # no integer factor: the whole small image
+            py0, px0, py1, px1, oy, ox, size = 0, 0, sh, sw, 0, 0, (h, w)
+        up = F.interpolate(F.pad(rgba, (x0 - px0, px1 - x1, y0 - py0, py1 - y1)), size=size,
                            mode="bilinear", align_corners=False)
-        out[:, :, k * py0:k * py0 + up.shape[-2], k * px0:k * px0 + up.shape[-1]] = up
+        out[:, :, oy:oy + size[0], ox:ox + size[1]] = up
         return out[:, :3], (out[:, 3:] > 0.5).to(out.dtype)
 
     def _render(self, anchors: Tensor, kind: Tensor, size,
