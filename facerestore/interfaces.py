@@ -111,8 +111,9 @@ class Degradation(ABC):
 def _drop_tiny(m: Tensor) -> Tensor:
     """``m`` with weights below 1e-12 set to 0 (they change a pixel by < 1e-9 in all). The tails
     of a narrow Gaussian kernel are subnormal or nearly so, their products with pixels are
-    subnormal, and x86 CPUs multiply subnormals many times slower: the fused blur + x4 downscale
-    of a batch of 32 took 9.4 ms instead of 2.6 ms (1 thread, this project's 2-core EPYC)."""
+    subnormal, and x86 CPUs multiply subnormals many times slower: dropping them took the fused
+    blur + x4 downscale of a batch of 32 from 7.4 to 4.3 ms (``benchmarks/degradation.py``,
+    docs/degradation.md)."""
     return torch.where(m.abs() < 1e-12, torch.zeros_like(m), m)
 
 
