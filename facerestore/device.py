@@ -39,7 +39,12 @@ def resolve_device(device: "str | torch.device | None" = "auto", local_rank: Opt
 
 
 def cpu_has_bf16() -> bool:
-    """Whether this CPU runs bf16 convolutions natively (oneDNN reports AVX512-BF16 or AMX)."""
+    """Whether this CPU runs bf16 convolutions natively (AVX512-BF16 or AMX tiles).
+
+    Not oneDNN's ``_is_mkldnn_bf16_supported()``: that is true on any AVX-512 CPU, where bf16 is
+    emulated and a masked_any training step ran 2.8x slower than float32 (6.3 vs 17.9 img/s)."""
     import torch
 
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    cpu = getattr(torch, "cpu", None)
+    checks = [getattr(cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return bool(torch.backends.mkldnn.is_available() and any(check() for check in checks if check))
