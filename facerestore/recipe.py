@@ -55,6 +55,8 @@ class DataConfig:
     val_seed: int = 1234
     #: DataLoader processes that only decode images (degradation runs on the device)
     workers: int = 2
+    #: probability of mirroring a training face (the val set is never mirrored)
+    hflip: float = 0.0
     extensions: list[str] = dataclasses.field(default_factory=lambda: [".jpg", ".jpeg", ".png", ".webp"])
 
 
@@ -288,6 +290,8 @@ def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
         raise RecipeError("data.val_count", "must be at least 1")
     if data_cfg.workers < 0 or data_cfg.workers > 64:
         raise RecipeError("data.workers", "must be in 0..64")
+    if not 0.0 <= data_cfg.hflip <= 1.0:
+        raise RecipeError("data.hflip", "must be a probability in [0, 1]")
     return Recipe(name=name, scale=scale, hq_size=hq_size, description=check_type(data.get("description", ""), str, "description"),
                   data=data_cfg, degradation=[dict(d) for d in degradation], generator=dict(generator),
                   discriminator=dict(disc) if disc is not None else None, losses=losses, train=train)

@@ -141,6 +141,7 @@ def test_good_recipe_loads_typed(tmp_path, reg, monkeypatch):
     ("hq_size = 64", "hq_size = 66", "hq_size", "divisible by scale"),
     ('name = "t"', 'name = "t"\nnmae = 1', "nmae", "unknown key"),
     ('val = "val"', 'val = "val"\nworkers = 1000', "data.workers", "0..64"),
+    ('val = "val"', 'val = "val"\nhflip = 1.5', "data.hflip", "probability"),
 ])
 def test_errors_name_the_toml_path(tmp_path, reg, old, new, path, message):
     assert old in GOOD

@@ -416,3 +416,39 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(reg, tmp_path, monkey
     assert (tmp_path / "run" / "ckpt_00000003.safetensors").exists()
     resumed = make(reg, recipe, tmp_path / "run", resume=True)
     assert resumed.run().step == 8
+
+
+def test_random_hflip_mirrors_faces_and_their_landmarks():
+    from facerestore.landmarks import template_landmarks
+    from facerestore.train.data import random_hflip
+
+    hq = torch.rand(6, 3, 16, 16)
+    lm = template_landmarks(16, 6)
+    g = torch.Generator().manual_seed(0)
+    state = g.get_state()
+    same, same_lm = random_hflip(hq, lm, 0.0, g)
+    assert same is hq and same_lm is lm and torch.equal(g.get_state(), state)  # p = 0 draws nothing
+    out, out_lm = random_hflip(hq, lm, 1.0, g)
+    assert torch.equal(out, hq.flip(-1))
+    # left eye <-> right eye, mouth corners swap, x mirrored: the template maps (nearly) onto itself
+    assert torch.allclose(out_lm, lm, atol=0.2)
+    pts = torch.tensor([[[3.0, 4], [12, 4], [8, 9], [4, 12], [11, 12]]])
+    _, moved = random_hflip(torch.rand(1, 3, 16, 16), pts, 1.0, g)
+    assert moved[0, 0].tolist() == [4.0, 4.0] and moved[0, 3].tolist() == [5.0, 12.0]
+    mixed, _ = random_hflip(hq, None, 0.5, torch.Generator().manual_seed(0))
+    flipped = [torch.equal(m, h.flip(-1)) for m, h in zip(mixed, hq)]
+    kept = [torch.equal(m, h) for m, h in zip(mixed, hq)]
+    assert flipped == (torch.rand(6, generator=torch.Generator().manual_seed(0)) < 0.5).tolist()
+    assert kept == [not f for f in flipped]
+
+
+def test_resume_is_exact_with_hflip(reg, tmp_path):
+    recipe = tiny_recipe(reg, steps=6, ckpt_every=3)
+    recipe.data.hflip = 0.5
+    full = make(reg, recipe, tmp_path / "full").run()
+    make(reg, recipe, tmp_path / "split", stop_at=3).run()
+    second = make(reg, recipe, tmp_path / "split", resume=True).run()
+    a, b = weights(full.last_checkpoint), weights(second.last_checkpoint)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    plain = weights(make(reg, tiny_recipe(reg, steps=6, ckpt_every=3), tmp_path / "plain").run().last_checkpoint)
+    assert any(not torch.equal(a[k], plain[k]) for k in a)  # the mirrored faces were trained on

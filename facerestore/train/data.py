@@ -57,6 +57,27 @@ def collate(items: list[Any]) -> tuple[Tensor, Tensor | None]:
     return torch.stack(items), None
 
 
+#: 5-point landmark order (left eye, right eye, nose, left mouth, right mouth) after a mirror
+MIRROR_5 = [1, 0, 2, 4, 3]
+
+
+def random_hflip(hq: Tensor, landmarks: Tensor | None, p: float,
+                 generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
+    """Mirror each face with probability ``p`` (BasicSR's ``use_hflip``), before degradation, so
+    the target and the degraded input stay one face; landmarks ``(B, 5, 2)`` pixels follow.
+    ``hq``: ``(B, C, H, W)``. Draws from ``generator`` only when ``p > 0`` (resume stays exact)."""
+    if p <= 0:
+        return hq, landmarks
+    flip = torch.rand(hq.shape[0], generator=generator, device=generator.device) < p
+    flip = flip.to(hq.device)
+    hq = torch.where(flip.view(-1, 1, 1, 1), hq.flip(-1), hq)
+    if landmarks is not None:
+        mirrored = landmarks[:, MIRROR_5].clone()
+        mirrored[..., 0] = hq.shape[-1] - mirrored[..., 0]
+        landmarks = torch.where(flip.view(-1, 1, 1), mirrored, landmarks)
+    return hq, landmarks
+
+
 def degrade(pipeline: Sequence[Degradation], hq: Tensor, landmarks: Tensor | None,
             generator: torch.Generator) -> DegradationBatch:
     """Run the recipe's degradations on a batch already on the device."""

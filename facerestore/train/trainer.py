@@ -32,7 +32,7 @@ from ..registry import Registry
 from ..components import default_registry
 from . import dist
 from ..data import to_float
-from .data import collate, degrade, open_faces
+from .data import collate, degrade, open_faces, random_hflip
 from .ema import EMA
 from .logger import Progress, RunLogger
 from .sampler import ResumableBatchSampler
@@ -287,6 +287,8 @@ class Trainer:
         if landmarks is not None:
             landmarks = landmarks.to(self.device)
         with torch.no_grad():
+            hq, landmarks = random_hflip(hq, landmarks, self.recipe.data.hflip, self.degrade_gen)
+            hq = hq.contiguous(memory_format=self.memory_format)
             batch = degrade(self.pipeline, hq, landmarks, self.degrade_gen)
         terms = self.active_terms(step)
         self._scaled = False
