@@ -435,11 +435,17 @@ def test_random_hflip_mirrors_faces_and_their_landmarks():
     pts = torch.tensor([[[3.0, 4], [12, 4], [8, 9], [4, 12], [11, 12]]])
     _, moved = random_hflip(torch.rand(1, 3, 16, 16), pts, 1.0, g)
     assert moved[0, 0].tolist() == [4.0, 4.0] and moved[0, 3].tolist() == [5.0, 12.0]
-    mixed, _ = random_hflip(hq, None, 0.5, torch.Generator().manual_seed(0))
+    lm = lm + torch.randn(6, 5, 2)  # not symmetric: a kept and a mirrored set differ
+    mixed, mixed_lm = random_hflip(hq, lm, 0.5, torch.Generator().manual_seed(0))
     flipped = [torch.equal(m, h.flip(-1)) for m, h in zip(mixed, hq)]
     kept = [torch.equal(m, h) for m, h in zip(mixed, hq)]
     assert flipped == (torch.rand(6, generator=torch.Generator().manual_seed(0)) < 0.5).tolist()
-    assert kept == [not f for f in flipped]
+    assert kept == [not f for f in flipped] and any(flipped) and any(kept)
+    _, all_mirrored = random_hflip(hq, lm, 1.0, g)
+    for i, f in enumerate(flipped):
+        assert torch.equal(mixed_lm[i], all_mirrored[i] if f else lm[i])
+    with pytest.raises(FaceRestoreError, match="5-point"):
+        random_hflip(hq, torch.rand(6, 68, 2), 0.5, g)
 
 
 def test_resume_is_exact_with_hflip(reg, tmp_path):
@@ -450,5 +456,20 @@ def test_resume_is_exact_with_hflip(reg, tmp_path):
     second = make(reg, recipe, tmp_path / "split", resume=True).run()
     a, b = weights(full.last_checkpoint), weights(second.last_checkpoint)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    plain = weights(make(reg, tiny_recipe(reg, steps=6, ckpt_every=3), tmp_path / "plain").run().last_checkpoint)
-    assert any(not torch.equal(a[k], plain[k]) for k in a)  # the mirrored faces were trained on
+
+
+def test_hflip_reaches_the_degradation(reg, tmp_path, monkeypatch):
+    """With hflip = 1 the pipeline degrades the mirrored batch; with 0 the batch as loaded."""
+    import facerestore.train.trainer as trainer_mod
+
+    seen = []
+    real = trainer_mod.degrade
+    monkeypatch.setattr(trainer_mod, "degrade", lambda pipe, hq, lm, gen: seen.append(hq.clone()) or real(pipe, hq, lm, gen))
+    faces = TensorFaces(24, 16).images  # what make() trains on
+    for p in (0.0, 1.0):
+        recipe = tiny_recipe(reg, steps=1)
+        recipe.data.hflip = p
+        seen.clear()
+        make(reg, recipe, tmp_path / str(p)).run()
+        want = faces.flip(-1) if p else faces
+        assert all(any(torch.equal(face, w) for w in want) for face in seen[0])

@@ -72,6 +72,8 @@ def random_hflip(hq: Tensor, landmarks: Tensor | None, p: float,
     flip = flip.to(hq.device)
     hq = torch.where(flip.view(-1, 1, 1, 1), hq.flip(-1), hq)
     if landmarks is not None:
+        if landmarks.shape[1] != len(MIRROR_5):
+            raise FaceRestoreError(f"data.hflip mirrors 5-point landmarks; got {landmarks.shape[1]} points per face")
         mirrored = landmarks[:, MIRROR_5].clone()
         mirrored[..., 0] = hq.shape[-1] - mirrored[..., 0]
         landmarks = torch.where(flip.view(-1, 1, 1), mirrored, landmarks)
