@@ -473,3 +473,21 @@ def test_hflip_reaches_the_degradation(reg, tmp_path, monkeypatch):
         make(reg, recipe, tmp_path / str(p)).run()
         want = faces.flip(-1) if p else faces
         assert all(any(torch.equal(face, w) for w in want) for face in seen[0])
+
+
+def test_resume_names_recipe_settings_that_changed(reg, tmp_path):
+    make(reg, tiny_recipe(reg, steps=8), tmp_path / "run", stop_at=4).run()
+    said = []
+    changed = tiny_recipe(reg, steps=12)
+    changed.data.hflip = 0.5
+
+    def resume(recipe):
+        said.clear()
+        Trainer(recipe, tmp_path / "run", device="cpu", registry=reg, dataset=TensorFaces(24, 16), val_set=val_set(),
+                tensorboard=False, echo=said.append, resume=True, stop_at=5).run()
+        return [m for m in said if m.startswith("note: the recipe differs")]
+
+    notes = resume(changed)
+    assert len(notes) == 1 and "data.hflip" in notes[0] and "train.steps" in notes[0]
+    assert "train.lr" not in notes[0]
+    assert resume(changed) == []  # the checkpoint at step 5 was written with this recipe

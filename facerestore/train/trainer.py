@@ -443,7 +443,19 @@ class Trainer:
         self.best_psnr, self.best_step = best.get("psnr"), best.get("step")
         self.last_val = meta.get("val") or {}
         self.last_ckpt = path
+        self._note_recipe_changes(path, meta.get("recipe", ""))
         self._sync_lr()  # the recipe's schedule may have changed (e.g. a larger train.steps)
+
+    def _note_recipe_changes(self, path: pathlib.Path, saved: str) -> None:
+        """``--resume`` trains on with the recipe as it is now: say which settings differ from the
+        checkpoint's, since a changed data, degradation or loss setting ends bit-exact resumption."""
+        if not saved or not self.dist.main:
+            return
+        changed = _changed_keys(json.loads(saved), json.loads(self.recipe.to_json()))
+        if changed:
+            more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
+            self._echo(f"note: the recipe differs from the one {path.name} was trained with: "
+                       f"{', '.join(changed[:8])}{more}")
 
     def _sync_lr(self) -> None:
         """Learning rates as the current recipe's schedule says for the current step."""
@@ -624,3 +636,13 @@ def train(recipe: Recipe, run_dir: str | pathlib.Path, **kwargs: Any) -> TrainRe
 def describe(result: TrainResult) -> str:
     return json.dumps({"step": result.step, "checkpoint": str(result.last_checkpoint), "best_psnr": result.best_psnr,
                        "images_per_s": round(result.images_per_s, 2)})
+
+
+def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON-like trees differ (lists compared whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]
