@@ -6,6 +6,8 @@ runs there). A device the machine lacks is a user error, not a traceback from de
 
 from __future__ import annotations
 
+import pathlib
+import platform
 from typing import Optional
 
 import torch
@@ -45,8 +47,6 @@ def cpu_has_bf16() -> bool:
     On x86 not oneDNN's ``_is_mkldnn_bf16_supported()``: that is true on any AVX-512 CPU, where
     bf16 is emulated and a masked_any training step ran 2.8x slower than float32 (6.3 vs 17.9
     img/s). Torch without the CPU-feature helpers falls back to the kernel's CPU flags."""
-    import platform
-
     if not torch.backends.mkldnn.is_available():
         return False
     if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
@@ -59,8 +59,6 @@ def cpu_has_bf16() -> bool:
 
 def _cpu_flags() -> set[str]:
     """The ``flags`` of /proc/cpuinfo (empty where there is none)."""
-    import pathlib
-
     try:
         text = pathlib.Path("/proc/cpuinfo").read_text()
     except OSError:

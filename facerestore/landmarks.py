@@ -23,6 +23,16 @@ TEMPLATE_5 = torch.tensor([
     [0.4042, 0.7499],
     [0.6029, 0.7501],
 ])
+#: the same points' order in a mirrored image: the eyes and the mouth corners swap sides
+MIRROR_5 = [1, 0, 2, 4, 3]
+
+
+def mirror_landmarks(landmarks: Tensor, width: int) -> Tensor:
+    """5-point landmarks ``(B, 5, 2)`` in pixels (pixel i's centre at i + 0.5) of a ``width``-wide
+    image -> the same faces' landmarks after a horizontal flip (``x -> width - x``, sides swapped)."""
+    mirrored = landmarks[:, MIRROR_5].clone()
+    mirrored[..., 0] = width - mirrored[..., 0]
+    return mirrored
 
 
 def template_landmarks(size: int, batch: int = 1, device: torch.device | str = "cpu") -> Tensor:

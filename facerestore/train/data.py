@@ -17,6 +17,7 @@ from torch import Tensor
 
 from ..errors import FaceRestoreError
 from ..interfaces import Degradation, DegradationBatch
+from ..landmarks import MIRROR_5, mirror_landmarks
 
 
 def check_folders(folders: Sequence[str], key: str) -> list[pathlib.Path]:
@@ -57,10 +58,6 @@ def collate(items: list[Any]) -> tuple[Tensor, Tensor | None]:
     return torch.stack(items), None
 
 
-#: 5-point landmark order (left eye, right eye, nose, left mouth, right mouth) after a mirror
-MIRROR_5 = [1, 0, 2, 4, 3]
-
-
 def random_hflip(hq: Tensor, landmarks: Tensor | None, p: float,
                  generator: torch.Generator) -> tuple[Tensor, Tensor | None]:
     """Mirror each face with probability ``p`` (BasicSR's ``use_hflip``), before degradation, so
@@ -74,9 +71,7 @@ def random_hflip(hq: Tensor, landmarks: Tensor | None, p: float,
     if landmarks is not None:
         if landmarks.shape[1] != len(MIRROR_5):
             raise FaceRestoreError(f"data.hflip mirrors 5-point landmarks; got {landmarks.shape[1]} points per face")
-        mirrored = landmarks[:, MIRROR_5].clone()
-        mirrored[..., 0] = hq.shape[-1] - mirrored[..., 0]
-        landmarks = torch.where(flip.view(-1, 1, 1), mirrored, landmarks)
+        landmarks = torch.where(flip.view(-1, 1, 1), mirror_landmarks(landmarks, hq.shape[-1]), landmarks)
     return hq, landmarks
 
 

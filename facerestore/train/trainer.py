@@ -283,12 +283,11 @@ class Trainer:
     def train_step(self, hq: Tensor, landmarks: Tensor | None) -> dict[str, float]:
         """One step: degrade on the device, generator update, discriminator update, EMA."""
         step = self.step
+        hq, landmarks = random_hflip(hq, landmarks, self.recipe.data.hflip, self.degrade_gen)  # as loaded (uint8)
         hq = to_float(hq, self.device).contiguous(memory_format=self.memory_format)
         if landmarks is not None:
             landmarks = landmarks.to(self.device)
         with torch.no_grad():
-            hq, landmarks = random_hflip(hq, landmarks, self.recipe.data.hflip, self.degrade_gen)
-            hq = hq.contiguous(memory_format=self.memory_format)
             batch = degrade(self.pipeline, hq, landmarks, self.degrade_gen)
         terms = self.active_terms(step)
         self._scaled = False
