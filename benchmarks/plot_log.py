@@ -2,6 +2,7 @@
 plotting library needed), e.g. the discriminator's loss to see whether it collapses.
 
     .venv/bin/python benchmarks/plot_log.py runs/masked_any --keys d adversarial_sr --out docs/img/masked_any_gan.png
+    .venv/bin/python benchmarks/plot_log.py runs/masked_any --summary   # wall time, img/s, validation
 
 ``d`` is logged weighted (the recipe's adversarial ``weight`` times the critic's loss);
 ``--unweight W`` divides it by W to show the critic's own loss (ln 2 = 0.693 is chance for
@@ -33,6 +34,22 @@ def series(run: pathlib.Path, keys: list[str], unweight: float) -> dict[str, lis
                 v = last[step][k] / (unweight if k == "d" else 1.0)
                 out[k].append((step, v))
     return out
+
+
+def summary(run: pathlib.Path) -> str:
+    """A run in a few lines: steps, wall time between the first and last train record, median
+    images/s over the logged intervals, and the validation PSNR at each validation."""
+    import statistics
+
+    recs = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    train = [r for r in recs if r.get("event") == "train"]
+    if not train:
+        return f"{run}: no train records"
+    minutes = (train[-1]["time"] - train[0]["time"]) / 60
+    ips = statistics.median(r["images_per_s"] for r in train)
+    vals = ", ".join(f"{r['step']}: {r['psnr']:.2f}" for r in recs if r.get("event") == "val" and "psnr" in r)
+    return (f"{run}: steps {train[0]['step']}-{train[-1]['step']} logged, {minutes:.1f} min between the first and last "
+            f"train record, median {ips:.1f} img/s\nvalidation PSNR (step: dB): {vals or 'none'}")
 
 
 def draw(data: dict[str, list[tuple[int, float]]], title: str, size=(900, 420)) -> Image.Image:
@@ -72,8 +89,15 @@ def main() -> int:
     p.add_argument("run", type=pathlib.Path)
     p.add_argument("--keys", nargs="+", default=["d", "adversarial_sr"])
     p.add_argument("--unweight", type=float, default=1.0, help="divide the logged d by this (the adversarial weight)")
-    p.add_argument("--out", type=pathlib.Path, required=True)
+    p.add_argument("--out", type=pathlib.Path, help="PNG to write (required unless --summary)")
+    p.add_argument("--summary", action="store_true", help="print steps, wall time, img/s and validation PSNR")
     args = p.parse_args()
+    if args.summary:
+        print(summary(args.run))
+        if args.out is None:
+            return 0
+    if args.out is None:
+        p.error("--out is required unless --summary")
     data = series(args.run, args.keys, args.unweight)
     title = f"{args.run.name}: " + ", ".join(args.keys) + (f" (d / {args.unweight:g}; grey: ln 2)" if args.unweight != 1 else "")
     args.out.parent.mkdir(parents=True, exist_ok=True)
