@@ -161,6 +161,32 @@ def load_matching(module: nn.Module, tensors: Mapping[str, Tensor], what: str) -
     return sorted(set(own) - set(match))
 
 
+def module_summary(names: list[str]) -> str:
+    """Tensor names folded into the modules that hold them, numbered siblings as ranges:
+    ``core.up.blocks.12.body.0.weight, ... blocks.23...`` -> ``core.up.blocks[12-23] (96 tensors)``,
+    so a warm start that adds layers says so in one line."""
+    groups: dict[str, set[int]] = {}
+    for name in names:
+        parts = name.split(".")
+        num = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+        if num is None:
+            key, idx = ".".join(parts[:-1]) or name, -1
+        else:
+            key, idx = ".".join(parts[:num]), int(parts[num])
+        groups.setdefault(key, set()).add(idx)
+    out = []
+    for key, idx in groups.items():
+        spans: list[list[int]] = []
+        for i in sorted(i for i in idx if i >= 0):
+            if spans and spans[-1][1] == i - 1:
+                spans[-1][1] = i
+            else:
+                spans.append([i, i])
+        ranges = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+        out.append(f"{key}[{ranges}]" if spans else key)
+    return f"{', '.join(out)} ({len(names)} tensors)"
+
+
 def save_generator(path: str | os.PathLike[str], generator: nn.Module, recipe, *, step: int = 0,
                    extra: Mapping[str, Any] | None = None, half: bool = False) -> None:
     """A generator-only file (``generator.`` prefix) carrying its recipe: enough for restore/eval."""

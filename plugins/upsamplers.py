@@ -52,15 +52,24 @@ class FiLM(nn.Module):
 
 
 class ResidualAttentionBlock(nn.Module):
-    """conv-ReLU-conv, attention, optional identity FiLM, scaled residual add."""
+    """conv-ReLU-conv, attention, optional identity FiLM, scaled residual add.
+
+    ``zero_init_last`` (timm's name): the last conv and the FiLM start at zero, so the block starts
+    as the identity; blocks added to a trained trunk (``train.init``) then leave its output as it
+    was, and gradients still reach them (the body's last conv sees a non-zero input)."""
 
     def __init__(self, channels: int, attention: Factory[Attention], identity_dim: int = 0,
-                 res_scale: float = 1.0):
+                 res_scale: float = 1.0, zero_init_last: bool = False):
         super().__init__()
         self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels))
         self.attention = attention(channels=channels)
         self.film = FiLM(identity_dim, channels) if identity_dim > 0 else None
         self.res_scale = res_scale
+        if zero_init_last:
+            with torch.no_grad():
+                for t in (self.body[-1].weight, self.body[-1].bias,
+                          *((self.film.linear.weight, self.film.linear.bias) if self.film else ())):
+                    t.zero_()
 
     def forward(self, x: Tensor, emb: Optional[Tensor] = None) -> Tensor:
         y = self.attention(self.body(x))
@@ -92,13 +101,15 @@ class JDSRSR(Upsampler):
     (applied in every ``film_every``-th block). After ``prior_at`` blocks (default: half way) a
     face-prior branch predicts ``landmarks`` heatmaps at output resolution (sub-pixel conv, so
     the peaks can be sharper than an LQ pixel) and feeds its features back into the trunk;
-    ``landmarks = 0`` removes it. Output: ``bicubic(x) + residual`` in [0, 1].
+    ``landmarks = 0`` removes it. ``zero_init_last``: every block starts as the identity (see
+    ResidualAttentionBlock), the way to deepen a trained trunk. Output: ``bicubic(x) + residual``
+    in [0, 1].
     """
 
     def __init__(self, channels: int = 64, blocks: int = 12, scale: int = 4,
                  attention: Factory[Attention] = "cbam", identity_dim: int = 0, film_every: int = 1,
                  landmarks: int = 5, prior_channels: int = 32, prior_at: int = -1,
-                 res_scale: float = 1.0, min_channels: int = 16):
+                 res_scale: float = 1.0, min_channels: int = 16, zero_init_last: bool = False):
         super().__init__()
         self.scale = _check_scale(scale)
         if channels < 1 or blocks < 1 or identity_dim < 0 or landmarks < 0 or film_every < 1:
@@ -107,7 +118,8 @@ class JDSRSR(Upsampler):
         attention = Factory.coerce(attention, "attention")
         self.head = conv3x3(3, channels)
         self.blocks = nn.ModuleList(
-            ResidualAttentionBlock(channels, attention, identity_dim if i % film_every == 0 else 0, res_scale)
+            ResidualAttentionBlock(channels, attention, identity_dim if i % film_every == 0 else 0, res_scale,
+                                   zero_init_last)
             for i in range(blocks))
         self.trunk_tail = conv3x3(channels, channels)
         self.landmarks = landmarks

@@ -249,3 +249,30 @@ def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
     refined = default_registry().build("generator", {**spec, "refine_channels": 4}, "generator").eval()
     refined.load_state_dict(g.state_dict(), strict=False)
     assert torch.equal(refined(x)["sr"], out["sr"]) and "refine" in dict(refined.named_children())
+
+
+def test_zero_init_last_deepens_a_trained_trunk_without_changing_its_output(reg):
+    """``zero_init_last``: blocks added to a trained SR trunk (warm start by ``load_matching``)
+    start as the identity, so the deeper network gives the same face; gradients reach them."""
+    from facerestore.checkpoint import load_matching, module_summary
+
+    torch.manual_seed(0)
+    emb = torch.randn(2, 4)
+    spec = tiny_sr(identity_dim=4, prior_at=1)  # the prior stays after block 1 when deepened
+    shallow = reg.build("upsampler", spec, "u").eval()
+    with torch.no_grad():  # a "trained" trunk: no block is the identity
+        for p in shallow.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    deep = reg.build("upsampler", {**spec, "blocks": 4, "zero_init_last": True}, "u").eval()
+    fresh = load_matching(deep, shallow.state_dict(), "test")
+    assert fresh and all(n.startswith(("blocks.2.", "blocks.3.")) for n in fresh)
+    assert module_summary(fresh) == f"blocks[2-3] ({len(fresh)} tensors)"
+    x = torch.rand(2, 3, 8, 8)
+    assert torch.equal(deep(x, emb).image, shallow(x, emb).image)
+    # without it the added blocks change the output
+    plain = reg.build("upsampler", {**spec, "blocks": 4}, "u").eval()
+    load_matching(plain, shallow.state_dict(), "test")
+    assert not torch.allclose(plain(x, emb).image, shallow(x, emb).image)
+    deep.train()
+    deep(x, emb).image.square().mean().backward()
+    assert deep.blocks[3].body[-1].weight.grad.abs().sum() > 0

@@ -21,7 +21,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from ..checkpoint import CheckpointWriteError, generator_tensors, load_matching, load_state_strict, save_tensors
+from ..checkpoint import (CheckpointWriteError, generator_tensors, load_matching, load_state_strict, module_summary,
+                          save_tensors)
 from ..degrade import build_pipeline
 from ..device import cpu_has_bf16, resolve_device
 from ..errors import CheckpointError, FaceRestoreError
@@ -189,7 +190,7 @@ class Trainer:
 
         path = bundled_path(init) if init in BUNDLED else pathlib.Path(init)
         fresh = load_matching(self.G, generator_tensors(path), f"train.init {init}")
-        self._echo(f"generator initialised from {path}" + (f"; new tensors: {', '.join(fresh)}" if fresh else ""))
+        self._echo(f"generator initialised from {path}" + (f"; new: {module_summary(fresh)}" if fresh else ""))
 
     # ---------------------------------------------------------------------------------------
     # schedule helpers
