@@ -161,30 +161,39 @@ def load_matching(module: nn.Module, tensors: Mapping[str, Tensor], what: str) -
     return sorted(set(own) - set(match))
 
 
-def module_summary(names: list[str]) -> str:
-    """Tensor names folded into the modules that hold them, numbered siblings as ranges:
-    ``core.up.blocks.12.body.0.weight, ... blocks.23...`` -> ``core.up.blocks[12-23] (96 tensors)``,
-    so a warm start that adds layers says so in one line."""
-    groups: dict[str, set[int]] = {}
-    for name in names:
+def module_summary(new: list[str], every: list[str]) -> str:
+    """Names the modules a warm start left fresh, in one line: each name in ``new`` (tensor
+    names, a subset of ``every``) is folded into the largest module whose tensors are all new,
+    numbered siblings as ranges: ``core.upsampler.blocks[12-23] (144 tensors)``."""
+    def prefixes(name: str) -> list[str]:
         parts = name.split(".")
-        num = next((i for i, p in enumerate(parts) if p.isdigit()), None)
-        if num is None:
-            key, idx = ".".join(parts[:-1]) or name, -1
+        return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
+
+    total: dict[str, int] = {}
+    fresh: dict[str, int] = {}
+    for names, counts in ((every, total), (new, fresh)):
+        for name in names:
+            for pre in prefixes(name):
+                counts[pre] = counts.get(pre, 0) + 1
+    modules = dict.fromkeys(next(p for p in prefixes(n) if fresh[p] == total.get(p)) for n in new)
+    groups: dict[str, list[int]] = {}  # parent -> numbered children; plain names keep their own key
+    for m in modules:
+        parent, _, last = m.rpartition(".")
+        if last.isdigit():
+            groups.setdefault(parent, []).append(int(last))
         else:
-            key, idx = ".".join(parts[:num]), int(parts[num])
-        groups.setdefault(key, set()).add(idx)
+            groups[m] = []
     out = []
-    for key, idx in groups.items():
+    for key, nums in groups.items():
         spans: list[list[int]] = []
-        for i in sorted(i for i in idx if i >= 0):
+        for i in sorted(nums):
             if spans and spans[-1][1] == i - 1:
                 spans[-1][1] = i
             else:
                 spans.append([i, i])
         ranges = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-        out.append(f"{key}[{ranges}]" if spans else key)
-    return f"{', '.join(out)} ({len(names)} tensors)"
+        out.append(key if not spans else f"{key}[{ranges}]" if key else ranges)
+    return f"{', '.join(out)} ({len(new)} tensor{'s' if len(new) != 1 else ''})"
 
 
 def save_generator(path: str | os.PathLike[str], generator: nn.Module, recipe, *, step: int = 0,

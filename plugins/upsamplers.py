@@ -56,7 +56,8 @@ class ResidualAttentionBlock(nn.Module):
 
     ``zero_init_last`` (timm's name): the last conv and the FiLM start at zero, so the block starts
     as the identity; blocks added to a trained trunk (``train.init``) then leave its output as it
-    was, and gradients still reach them (the body's last conv sees a non-zero input)."""
+    was, and gradients still reach them (the body's last conv sees a non-zero input). Exact for
+    attentions that gate their input (att(0) = 0, as every built-in one does)."""
 
     def __init__(self, channels: int, attention: Factory[Attention], identity_dim: int = 0,
                  res_scale: float = 1.0, zero_init_last: bool = False):
@@ -102,7 +103,8 @@ class JDSRSR(Upsampler):
     face-prior branch predicts ``landmarks`` heatmaps at output resolution (sub-pixel conv, so
     the peaks can be sharper than an LQ pixel) and feeds its features back into the trunk;
     ``landmarks = 0`` removes it. ``zero_init_last``: every block starts as the identity (see
-    ResidualAttentionBlock), the way to deepen a trained trunk. Output: ``bicubic(x) + residual``
+    ResidualAttentionBlock), the way to deepen a trained trunk; set ``prior_at`` explicitly
+    then (its default, ``blocks // 2``, moves with the depth). Output: ``bicubic(x) + residual``
     in [0, 1].
     """
 

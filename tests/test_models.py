@@ -266,7 +266,7 @@ def test_zero_init_last_deepens_a_trained_trunk_without_changing_its_output(reg)
     deep = reg.build("upsampler", {**spec, "blocks": 4, "zero_init_last": True}, "u").eval()
     fresh = load_matching(deep, shallow.state_dict(), "test")
     assert fresh and all(n.startswith(("blocks.2.", "blocks.3.")) for n in fresh)
-    assert module_summary(fresh) == f"blocks[2-3] ({len(fresh)} tensors)"
+    assert module_summary(fresh, list(deep.state_dict())) == f"blocks[2-3] ({len(fresh)} tensors)"
     x = torch.rand(2, 3, 8, 8)
     assert torch.equal(deep(x, emb).image, shallow(x, emb).image)
     # without it the added blocks change the output
@@ -276,3 +276,16 @@ def test_zero_init_last_deepens_a_trained_trunk_without_changing_its_output(reg)
     deep.train()
     deep(x, emb).image.square().mean().backward()
     assert deep.blocks[3].body[-1].weight.grad.abs().sum() > 0
+
+
+def test_module_summary_names_the_largest_wholly_new_modules():
+    from facerestore.checkpoint import module_summary
+
+    every = ["blocks.weight", "blocks.0.w", "blocks.1.w", "blocks.2.w", "enc.convs.2.w", "enc.convs.3.w",
+             "0.weight", "1.weight", "head.w"]
+    assert module_summary(["blocks.0.w", "blocks.2.w"], every) == "blocks[0,2] (2 tensors)"
+    assert module_summary(["blocks.weight", "blocks.0.w", "blocks.1.w", "blocks.2.w"], every) == "blocks (4 tensors)"
+    # a plain tensor beside numbered children; a new layer inside an old module; a top-level Sequential
+    assert module_summary(["blocks.weight", "blocks.1.w"], every) == "blocks.weight, blocks[1] (2 tensors)"
+    assert module_summary(["enc.convs.3.w"], every) == "enc.convs[3] (1 tensor)"
+    assert module_summary(["0.weight", "1.weight", "head.w"], every) == "0-1, head (3 tensors)"
