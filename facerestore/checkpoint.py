@@ -11,10 +11,12 @@ Legacy pickle checkpoints (``.pt``/``.pth``/``.ckpt``) are refused: unpickling c
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import pathlib
 import tempfile
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -161,6 +163,12 @@ def load_matching(module: nn.Module, tensors: Mapping[str, Tensor], what: str) -
     return sorted(set(own) - set(match))
 
 
+def _ranges(nums: list[int]) -> str:
+    """``[12, 13, 14, 16]`` -> ``"12-14,16"``: consecutive numbers share ``n - position``."""
+    runs = [[n for _, n in g] for _, g in itertools.groupby(enumerate(sorted(nums)), lambda t: t[1] - t[0])]
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
 def module_summary(new: list[str], every: list[str]) -> str:
     """Names the modules a warm start left fresh, in one line: each name in ``new`` (tensor
     names, a subset of ``every``) is folded into the largest module whose tensors are all new,
@@ -169,13 +177,9 @@ def module_summary(new: list[str], every: list[str]) -> str:
         parts = name.split(".")
         return [".".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
-    total: dict[str, int] = {}
-    fresh: dict[str, int] = {}
-    for names, counts in ((every, total), (new, fresh)):
-        for name in names:
-            for pre in prefixes(name):
-                counts[pre] = counts.get(pre, 0) + 1
-    modules = dict.fromkeys(next(p for p in prefixes(n) if fresh[p] == total.get(p)) for n in new)
+    total = Counter(p for n in every for p in prefixes(n))
+    fresh = Counter(p for n in new for p in prefixes(n))
+    modules = dict.fromkeys(next(p for p in prefixes(n) if fresh[p] == total[p]) for n in new)
     groups: dict[str, list[int]] = {}  # parent -> numbered children; plain names keep their own key
     for m in modules:
         parent, _, last = m.rpartition(".")
@@ -185,14 +189,10 @@ def module_summary(new: list[str], every: list[str]) -> str:
             groups[m] = []
     out = []
     for key, nums in groups.items():
-        spans: list[list[int]] = []
-        for i in sorted(nums):
-            if spans and spans[-1][1] == i - 1:
-                spans[-1][1] = i
-            else:
-                spans.append([i, i])
-        ranges = ",".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
-        out.append(key if not spans else f"{key}[{ranges}]" if key else ranges)
+        if not nums:
+            out.append(key)
+        else:
+            out.append(f"{key}[{_ranges(nums)}]" if key else _ranges(nums))
     return f"{', '.join(out)} ({len(new)} tensor{'s' if len(new) != 1 else ''})"
 
 

@@ -190,7 +190,8 @@ class Trainer:
 
         path = bundled_path(init) if init in BUNDLED else pathlib.Path(init)
         fresh = load_matching(self.G, generator_tensors(path), f"train.init {init}")
-        self._echo(f"generator initialised from {path}" + (f"; new: {module_summary(fresh, list(self.G.state_dict()))}" if fresh else ""))
+        new = f"; new: {module_summary(fresh, list(self.G.state_dict()))}" if fresh else ""
+        self._echo(f"generator initialised from {path}{new}")
 
     # ---------------------------------------------------------------------------------------
     # schedule helpers
