@@ -33,6 +33,22 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+class ResBlock(nn.Module):
+    """conv-ReLU-conv with a residual add. ``zero_init_last``: the last conv starts at zero, so the
+    block starts as the identity and a trained network deepened with it gives the same output."""
+
+    def __init__(self, channels: int, zero_init_last: bool = False):
+        super().__init__()
+        self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels))
+        if zero_init_last:
+            with torch.no_grad():
+                self.body[-1].weight.zero_()
+                self.body[-1].bias.zero_()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
 class NoiseEstimator(nn.Sequential):
     """CBDNet's noise-estimation subnet: plain convs, no pooling, sigmoid map in [0, 1]."""
 
@@ -52,13 +68,16 @@ class JDSRDenoiser(Denoiser):
     ``channels`` is the U-Net's first-level width (doubled at each of the ``depth`` downsamplings);
     ``blocks`` the number of 3x3 convs per level; skips are additive as in CBDNet. The U-Net
     predicts a residual added to the input, so an untrained denoiser is close to the identity.
+    ``bottleneck_blocks`` residual blocks at the coarsest level (8x8 for a 32 px input at depth 2:
+    they see the whole face, what filling a mask needs, for ~1 % of the generator's cost) start
+    as the identity, so a trained denoiser deepened with them loads (``train.init``) unchanged.
     """
 
     def __init__(self, channels: int = 32, depth: int = 2, blocks: int = 2, estimator_layers: int = 5,
-                 estimator_channels: int = 32, use_map: bool = True):
+                 estimator_channels: int = 32, use_map: bool = True, bottleneck_blocks: int = 0):
         super().__init__()
-        if channels < 1 or depth < 0 or blocks < 1:
-            raise ValueError("channels and blocks must be >= 1, depth >= 0")
+        if channels < 1 or depth < 0 or blocks < 1 or bottleneck_blocks < 0:
+            raise ValueError("channels and blocks must be >= 1, depth and bottleneck_blocks >= 0")
         self.depth = depth
         self.use_map = use_map
         self.estimator = NoiseEstimator(estimator_layers, estimator_channels)
@@ -68,6 +87,8 @@ class JDSRDenoiser(Denoiser):
         self.downs = nn.ModuleList(nn.Sequential(conv3x3(widths[i], widths[i + 1], stride=2), nn.ReLU(inplace=True))
                                    for i in range(depth))
         self.bottleneck = ConvBlock(widths[-1], widths[-1], blocks)
+        self.bottleneck_res = nn.Sequential(*(ResBlock(widths[-1], zero_init_last=True)
+                                              for _ in range(bottleneck_blocks)))
         self.ups = nn.ModuleList(nn.Sequential(nn.ConvTranspose2d(widths[i + 1], widths[i], 2, stride=2),
                                                nn.ReLU(inplace=True)) for i in range(depth))
         self.decoders = nn.ModuleList(ConvBlock(w, w, blocks) for w in widths[:-1])
@@ -90,7 +111,7 @@ class JDSRDenoiser(Denoiser):
             f = enc(f)
             skips.append(f)
             f = down(f)
-        f = self.bottleneck(f)
+        f = self.bottleneck_res(self.bottleneck(f))
         for i in reversed(range(self.depth)):
             f = self.decoders[i](self.ups[i](f) + skips[i])
         residual = self.tail(f)[..., :h, :w]

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
 from facerestore.components import resolve
 
-from .denoisers import clamp01, conv3x3
+from .denoisers import ResBlock, clamp01, conv3x3
 
 
 class LearnedIdentity(nn.Module):
@@ -143,17 +143,6 @@ class SROnly(Generator):
         return out
 
 
-class _FusionBlock(nn.Module):
-    """conv-ReLU-conv with a residual add (the fusion trunk has no attention: it is a router)."""
-
-    def __init__(self, channels: int):
-        super().__init__()
-        self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return x + self.body(x)
-
-
 class JDSRAnyScale(Generator):
     """JDSR-GAN for faces of any scale: an aligned face at the working size in, the same size out.
 
@@ -189,7 +178,7 @@ class JDSRAnyScale(Generator):
         cin = 2 * 3 * fold * fold + 1
         c = fusion_channels
         self.fusion = nn.Sequential(conv3x3(cin, c), nn.ReLU(inplace=True),
-                                    *(_FusionBlock(c) for _ in range(fusion_blocks)),
+                                    *(ResBlock(c) for _ in range(fusion_blocks)),
                                     conv3x3(c, 4 * fold * fold), nn.PixelShuffle(fold))
         with torch.no_grad():  # start as the mean of input and coarse face, no residual
             self.fusion[-2].weight.mul_(0.1)

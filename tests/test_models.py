@@ -289,3 +289,27 @@ def test_module_summary_names_the_largest_wholly_new_modules():
     assert module_summary(["blocks.weight", "blocks.1.w"], every) == "blocks.weight, blocks[1] (2 tensors)"
     assert module_summary(["enc.convs.3.w"], every) == "enc.convs[3] (1 tensor)"
     assert module_summary(["0.weight", "1.weight", "head.w"], every) == "0-1, head (3 tensors)"
+
+
+def test_bottleneck_blocks_deepen_a_trained_denoiser_without_changing_its_output(reg):
+    """``bottleneck_blocks``: residual blocks at the U-Net's coarsest level start as the identity,
+    so a trained denoiser warm-started with them restores the same face; gradients reach them."""
+    from facerestore.checkpoint import load_matching
+
+    torch.manual_seed(0)
+    spec = {"type": "jdsr_denoiser", "channels": 4, "depth": 2, "blocks": 1, "estimator_layers": 2,
+            "estimator_channels": 4}
+    trained = reg.build("denoiser", spec, "d").eval()
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    deep = reg.build("denoiser", {**spec, "bottleneck_blocks": 2}, "d").eval()
+    fresh = load_matching(deep, trained.state_dict(), "test")
+    assert fresh and all(n.startswith("bottleneck_res.") for n in fresh)
+    x = torch.rand(2, 3, 12, 12)  # 12 px: padded to 12, halved twice to 3x3 at the bottleneck
+    assert torch.equal(deep(x).image, trained(x).image)
+    deep.train()
+    deep(x).image.square().mean().backward()
+    assert deep.bottleneck_res[1].body[-1].weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="bottleneck_blocks"):
+        reg.build("denoiser", {**spec, "bottleneck_blocks": -1}, "d")
