@@ -69,7 +69,7 @@ class JDSRDenoiser(Denoiser):
     ``blocks`` the number of 3x3 convs per level; skips are additive as in CBDNet. The U-Net
     predicts a residual added to the input, so an untrained denoiser is close to the identity.
     ``bottleneck_blocks`` residual blocks at the coarsest level (8x8 for a 32 px input at depth 2:
-    they see the whole face, what filling a mask needs, for ~1 % of the generator's cost) start
+    they see the whole face, what filling a mask needs; each ~0.5 % of masked_any's FLOPs) start
     as the identity, so a trained denoiser deepened with them loads (``train.init``) unchanged.
     """
 

@@ -306,7 +306,7 @@ def test_bottleneck_blocks_deepen_a_trained_denoiser_without_changing_its_output
     deep = reg.build("denoiser", {**spec, "bottleneck_blocks": 2}, "d").eval()
     fresh = load_matching(deep, trained.state_dict(), "test")
     assert fresh and all(n.startswith("bottleneck_res.") for n in fresh)
-    x = torch.rand(2, 3, 12, 12)  # 12 px: padded to 12, halved twice to 3x3 at the bottleneck
+    x = torch.rand(2, 3, 12, 12)  # halved twice: 3x3 at the bottleneck
     assert torch.equal(deep(x).image, trained(x).image)
     deep.train()
     deep(x).image.square().mean().backward()
