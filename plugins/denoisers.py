@@ -23,6 +23,17 @@ def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, 3, stride=stride, padding=1)
 
 
+def scale_init_(layer: nn.Module, gain: float) -> None:
+    """Scale a fresh layer's weights by ``gain`` (0: zero them) and zero its bias: a residual branch
+    that starts small (or silent) leaves a network close to (or exactly) what it was without it."""
+    with torch.no_grad():
+        if gain:
+            layer.weight.mul_(gain)
+        else:
+            layer.weight.zero_()
+        layer.bias.zero_()
+
+
 class ConvBlock(nn.Sequential):
     """``n`` (conv 3x3 + ReLU) layers at a fixed width."""
 
@@ -41,9 +52,7 @@ class ResBlock(nn.Module):
         super().__init__()
         self.body = nn.Sequential(conv3x3(channels, channels), nn.ReLU(inplace=True), conv3x3(channels, channels))
         if zero_init_last:
-            with torch.no_grad():
-                self.body[-1].weight.zero_()
-                self.body[-1].bias.zero_()
+            scale_init_(self.body[-1], 0.0)
 
     def forward(self, x: Tensor) -> Tensor:
         return x + self.body(x)
@@ -93,9 +102,7 @@ class JDSRDenoiser(Denoiser):
                                                nn.ReLU(inplace=True)) for i in range(depth))
         self.decoders = nn.ModuleList(ConvBlock(w, w, blocks) for w in widths[:-1])
         self.tail = conv3x3(channels, 3)
-        with torch.no_grad():  # start near the identity mapping, keep every gradient non-zero
-            self.tail.weight.mul_(0.1)
-            self.tail.bias.zero_()
+        scale_init_(self.tail, 0.1)  # start near the identity mapping, keep every gradient non-zero
 
     def forward(self, lq: Tensor) -> DenoiserOutput:
         noise_map = self.estimator(lq)

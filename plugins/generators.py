@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
 from facerestore.components import resolve
 
-from .denoisers import ResBlock, clamp01, conv3x3
+from .denoisers import ResBlock, clamp01, conv3x3, scale_init_
 
 
 class LearnedIdentity(nn.Module):
@@ -180,16 +180,12 @@ class JDSRAnyScale(Generator):
         self.fusion = nn.Sequential(conv3x3(cin, c), nn.ReLU(inplace=True),
                                     *(ResBlock(c) for _ in range(fusion_blocks)),
                                     conv3x3(c, 4 * fold * fold), nn.PixelShuffle(fold))
-        with torch.no_grad():  # start as the mean of input and coarse face, no residual
-            self.fusion[-2].weight.mul_(0.1)
-            self.fusion[-2].bias.zero_()
+        scale_init_(self.fusion[-2], 0.1)  # start as the mean of input and coarse face, no residual
         self.refine: nn.Module | None = None
         if refine_channels:
             self.refine = nn.Sequential(conv3x3(10, refine_channels), nn.ReLU(inplace=True),
                                         conv3x3(refine_channels, 4))
-            with torch.no_grad():
-                self.refine[-1].weight.zero_()
-                self.refine[-1].bias.zero_()
+            scale_init_(self.refine[-1], 0.0)
 
     def stage_modules(self) -> dict[str, nn.Module]:
         fusion = self.fusion if self.refine is None else StageGroup(fold=self.fusion, refine=self.refine)

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from facerestore.interfaces import Attention, Upsampler, UpsamplerOutput
 from facerestore.registry import Factory
 
-from .denoisers import clamp01, conv3x3
+from .denoisers import clamp01, conv3x3, scale_init_
 
 _SCALES = (1, 2, 4, 8)
 
@@ -42,9 +42,7 @@ class FiLM(nn.Module):
     def __init__(self, dim: int, channels: int):
         super().__init__()
         self.linear = nn.Linear(dim, 2 * channels)
-        with torch.no_grad():  # near-identity at start, but not exactly (gradients must flow)
-            self.linear.weight.mul_(0.1)
-            self.linear.bias.zero_()
+        scale_init_(self.linear, 0.1)  # near-identity at start, but not exactly (gradients must flow)
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         gamma, beta = rearrange(self.linear(emb), "b (two c) -> two b c 1 1", two=2)
@@ -67,10 +65,8 @@ class ResidualAttentionBlock(nn.Module):
         self.film = FiLM(identity_dim, channels) if identity_dim > 0 else None
         self.res_scale = res_scale
         if zero_init_last:
-            with torch.no_grad():
-                for t in (self.body[-1].weight, self.body[-1].bias,
-                          *((self.film.linear.weight, self.film.linear.bias) if self.film else ())):
-                    t.zero_()
+            for layer in (self.body[-1], *((self.film.linear,) if self.film else ())):
+                scale_init_(layer, 0.0)
 
     def forward(self, x: Tensor, emb: Optional[Tensor] = None) -> Tensor:
         y = self.attention(self.body(x))
@@ -133,9 +129,7 @@ class JDSRSR(Upsampler):
             self.prior_feedback = nn.Conv2d(prior_channels, channels, 1)
         self.upsample = PixelShuffleUpsampler(channels, scale, min_channels)
         self.tail = conv3x3(self.upsample.out_channels, 3)
-        with torch.no_grad():  # start close to plain bicubic
-            self.tail.weight.mul_(0.1)
-            self.tail.bias.zero_()
+        scale_init_(self.tail, 0.1)  # start close to plain bicubic
 
     def _prior(self, f: Tensor) -> tuple[Tensor, Tensor]:
         p = self.prior(f)
