@@ -432,18 +432,38 @@ class ProceduralMask(Degradation):
 
         Only the window around the masks of the batch is rasterised, one mask type at a time
         (at most four groups), with every random parameter drawn up front for all samples."""
-        from kornia.color import hsv_to_rgb
-
         h, w = int(size[0]), int(size[1])
         n, dev = anchors.shape[0], anchors.device
         empty = anchors.new_zeros(n, 4, 0, 0), (0, 0, 0, 0)
         if n == 0:
             return empty
+        draws = self._draw(anchors, kind, generator)
+        # the window that holds every mask and its loops
+        span = (anchors[:, 2] - anchors[:, 0]).norm(dim=-1).max()
+        lo = anchors.amin((0, 1)) - torch.stack([0.3 * span, 0.12 * span])
+        hi = anchors.amax((0, 1)) + torch.stack([0.3 * span, 0.12 * span])
+        x0, y0 = (int(v) for v in lo.floor().clamp_min(0).tolist())
+        x1, y1 = int(min(w, math.ceil(float(hi[0])) + 1)), int(min(h, math.ceil(float(hi[1])) + 1))
+        if x1 <= x0 or y1 <= y0:
+            return empty
+        uv = _map_grid(anchors, CANONICAL.to(dev).expand(n, -1, -1), h, w, (y0, y1, x0, x1))
+        rgba = anchors.new_empty(n, 4, y1 - y0, x1 - x0)
+        for t in torch.unique(kind).tolist():  # at most four mask types
+            idx = (kind == t).nonzero().squeeze(1)
+            col, cover = _render_type(t, uv[idx, ..., 0].unsqueeze(1), uv[idx, ..., 1].unsqueeze(1), draws.select(idx))
+            rgba[idx] = torch.cat([col, cover], 1)
+        return rgba, (y0, y1, x0, x1)
+
+    def _draw(self, anchors: Tensor, kind: Tensor, generator: torch.Generator) -> _Draws:
+        """Every random parameter of ``n`` masks (outline, colours, pattern, shading, loops), drawn
+        up front in one fixed order so that a seed gives the same masks whatever their types."""
+        from kornia.color import hsv_to_rgb
+
+        n, dev = anchors.shape[0], anchors.device
 
         def rnd(*shape: int) -> Tensor:
             return torch.rand(*shape, generator=generator, device=dev)
 
-        # --- per-sample parameters -------------------------------------------------------------
         coef = _OUTLINE.to(dev)[kind].clone()
         j = rnd(n, 3)
         coef[:, 0] += (j[:, 0] - 0.5) * 0.06
@@ -475,25 +495,8 @@ class ProceduralMask(Degradation):
         # pixel size in mask units, for lines a pixel or two wide
         px_u = 2.0 / (anchors[:, 2] - anchors[:, 0]).norm(dim=-1).clamp_min(1.0)
         px_v = 1.0 / (anchors[:, 4] - anchors[:, 1]).norm(dim=-1).clamp_min(1.0)
-
-        # --- the window that holds every mask and its loops --------------------------------------
-        span = (anchors[:, 2] - anchors[:, 0]).norm(dim=-1).max()
-        lo = anchors.amin((0, 1)) - torch.stack([0.3 * span, 0.12 * span])
-        hi = anchors.amax((0, 1)) + torch.stack([0.3 * span, 0.12 * span])
-        x0, y0 = (int(v) for v in lo.floor().clamp_min(0).tolist())
-        x1, y1 = int(min(w, math.ceil(float(hi[0])) + 1)), int(min(h, math.ceil(float(hi[1])) + 1))
-        if x1 <= x0 or y1 <= y0:
-            return empty
-        uv = _map_grid(anchors, CANONICAL.to(dev).expand(n, -1, -1), h, w, (y0, y1, x0, x1))
-
-        draws = _Draws(coef, base, second, pattern, p_angle, p_freq, p_duty, blobs, curv, light, light_dir,
-                       pleats, loop_kind, valve, kn_side, px_u, px_v)
-        rgba = anchors.new_empty(n, 4, y1 - y0, x1 - x0)
-        for t in torch.unique(kind).tolist():  # at most four mask types
-            idx = (kind == t).nonzero().squeeze(1)
-            col, cover = _render_type(t, uv[idx, ..., 0].unsqueeze(1), uv[idx, ..., 1].unsqueeze(1), draws.select(idx))
-            rgba[idx] = torch.cat([col, cover], 1)
-        return rgba, (y0, y1, x0, x1)
+        return _Draws(coef, base, second, pattern, p_angle, p_freq, p_duty, blobs, curv, light, light_dir,
+                      pleats, loop_kind, valve, kn_side, px_u, px_v)
 
 
 # --------------------------------------------------------------------------------------------
