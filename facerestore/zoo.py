@@ -33,7 +33,8 @@ BUNDLED_INFO: dict[str, str] = {
                   "144,000 images + fine-tunes of 32,000 (keep_sharp, refine head, identity term) and "
                   "216,000 images (larger occlusion estimator, version 3), 248,000 images (12 SR blocks, "
                   "occluded_mean, version 4), 112,000 images (mirrored faces, version 5), 80,000 images "
-                  "(24 SR blocks, version 6) and 64,000 images (squared pixel losses, version 7); "
+                  "(24 SR blocks, version 6), 64,000 images (squared pixel losses, version 7) and "
+                  "127,488 images (denoiser bottleneck blocks, scales 1.5-6 last, version 10); "
                   "docs/model-card.md",
     "jdsr-x4": "recipes/jdsr_gan_small.toml, 32 -> 128 px; celeba/train, 48,000 images; docs/model-card.md",
 }
