@@ -201,3 +201,28 @@ def test_vgg_loss_bad_layer_is_a_recipe_error():
         create("loss", "perceptual", layers=["relu9_9"])
     with pytest.raises(RecipeError, match="weights"):
         create("loss", "style", layers=["relu1_2"], weights=[1.0, 2.0])
+
+
+@pytest.mark.parametrize("name", ["perceptual", "style"])
+def test_vgg_loss_size_compares_downsampled_images(cache, name):
+    """``size`` is a cheaper loss on area-downsampled images, not a different one."""
+    import torch.nn.functional as F
+
+    from facerestore.components import create
+
+    g = torch.Generator().manual_seed(2)
+    target = torch.rand(2, 3, 64, 48, generator=g)
+    pred = (target + 0.1 * torch.randn(target.shape, generator=g)).clamp(0, 1)
+    small = create("loss", name, size=32)
+    reference = create("loss", name)(*(F.interpolate(t, size=(32, 24), mode="area") for t in (pred, target)))
+    assert float(small(pred, target)) == pytest.approx(float(reference), rel=1e-5)
+    assert float(small(pred[..., :16, :16], target[..., :16, :16])) == pytest.approx(  # smaller: as it is
+        float(create("loss", name)(pred[..., :16, :16], target[..., :16, :16])), rel=1e-6)
+
+
+def test_vgg_loss_negative_size_is_a_recipe_error():
+    from facerestore.errors import RecipeError
+    from facerestore.components import create
+
+    with pytest.raises(RecipeError, match="size"):
+        create("loss", "perceptual", size=-1)
