@@ -1,6 +1,6 @@
 """Training-throughput levers for the full `jdsr_gan` recipe (issue 14): what each one buys.
 
-    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 3] [--quality 150] [--out docs/training.md]
+    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--out docs/training.md]
 
 One full training step of ``recipes/jdsr_gan.toml`` with every loss on (adversarial included,
 generated faces, as ``train_speed.py``) is timed as the recipe is and with each lever alone, then
@@ -113,7 +113,9 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=3, help="timed steps per measurement (after 1 warm-up step)")
+    p.add_argument("--steps", type=int, default=4,
+                   help="timed steps per measurement, after 1 warm-up step; a multiple of 4 so that every "
+                        "k-th-step term is timed at its share")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quality", type=int, default=0, help="also train both ways for this many steps (0: no)")
     p.add_argument("--limit", type=int, default=None)
@@ -121,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default="runs/train_levers")
     p.add_argument("--out", default="docs/training.md", help="Markdown file to update ('' = print only)")
     args = p.parse_args(argv)
+    if args.steps % 4:
+        p.error("--steps must be a multiple of 4 (the levers' every = 2 and 4)")
     os.chdir(ROOT)
     import torch
 
