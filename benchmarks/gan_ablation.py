@@ -20,12 +20,15 @@ import datetime
 import os
 import pathlib
 import shlex
-import subprocess
 import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from ablation import score_r4, score_row, train_run  # noqa: E402
+from by_scale import write  # noqa: E402
+
 BEGIN, END = "<!-- gan_ablation:begin -->", "<!-- gan_ablation:end -->"
 
 
@@ -34,18 +37,10 @@ def finetune(out: pathlib.Path, adv_weight: float, args) -> pathlib.Path:
 
     recipe = load_recipe("recipes/masked_any.toml")
     ident, adv = recipe.loss_index("identity"), recipe.loss_index("adversarial")
-    sets = [f"train.init='{args.init}'",
-            f"train.steps={args.steps}", "train.lr=1e-4", "train.scheduler='constant'", "train.warmup_steps=20",
+    sets = [f"train.init='{args.init}'", "train.lr=1e-4", "train.scheduler='constant'", "train.warmup_steps=20",
             f"loss.{ident}.every=1000000000", f"loss.{adv}.weight={adv_weight}", f"loss.{adv}.start={args.steps // 8}",
-            f"train.d_warmup={args.steps // 8}",
-            f"train.val_every={args.steps}", f"train.ckpt_every={args.steps}", "data.workers=1", "train.log_every=50"]
-    cmd = [sys.executable, "-m", "facerestore.cli", "train", "recipes/masked_any.toml", "--out", str(out),
-           "--no-progress", "--no-tensorboard"]
-    for s in sets:
-        cmd += ["--set", s]
-    if not (out / f"ckpt_{args.steps:08d}.safetensors").exists():
-        subprocess.run(cmd, check=True)
-    return out / f"ckpt_{args.steps:08d}.safetensors"
+            f"train.d_warmup={args.steps // 8}"]
+    return train_run("recipes/masked_any.toml", out, sets, args.steps)[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -60,27 +55,17 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     t0 = time.perf_counter()
     ckpts = {w: finetune(pathlib.Path(args.runs) / f"adv_{w:g}", w, args) for w in (0.01, 0.0)}
-    import torch
-
     from facerestore import evaluate as E
-    from facerestore.recipe import load_recipe
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from by_scale import paired, protocols, write
-
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    recipe = load_recipe("recipes/jdsr_gan.toml")
-    data = paired(recipe, "r4", protocols(recipe)["r4"], args.val, args.limit, 0)
-    models = [E.adaptive_model(str(c), data.hq_size) for c in ckpts.values()]
-    report = E.evaluate(models, data, "cpu", batch_size=16, skip=["landmarks", "speed", "identity"], grid_faces=0)
-    rows = [f"| {'with' if w else 'without'} adversarial term ({w:g}) | {m.values['psnr']:.2f} | "
-            f"{m.values['ssim']:.4f} | {m.values['lpips']:.4f} |" for w, m in zip(ckpts, report.models)]
+    data, report = score_r4(list(ckpts.values()), args.val, args.limit)
+    rows = [score_row(f"{'with' if w else 'without'} adversarial term ({w:g})", m.values)
+            for w, m in zip(ckpts, report.models)]
     (a, b) = report.models
     verdict = (f"adversarial term: LPIPS {a.values['lpips'] - b.values['lpips']:+.4f}, "
                f"PSNR {a.values['psnr'] - b.values['psnr']:+.2f} dB")
     table = "\n".join([
         "## Adversarial term ablation (issue 14)", "",
-        f"Command: `python benchmarks/gan_ablation.py {shlex.join(sys.argv[1:])}`; "
+        f"Command: `python benchmarks/gan_ablation.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {E.machine_description('cpu')}, "
         f"{(time.perf_counter() - t0) / 60:.1f} min. Two fine-tunes of `masked_any` from `{args.init}`, "
         f"{args.steps} steps x 16, identical but for the adversarial weight; scored on {len(data)} faces of "

@@ -9,15 +9,16 @@ images/s is reported with its ratio to the recipe as it is *in the same run* (th
 The levers are recipe settings a user can set with ``--set``:
 
 * the SR-side perceptual term at 64 px (``size = 64``: VGG16 on a quarter of the pixels);
-* the perceptual terms every 4th step (``every = 4``);
+* both perceptual terms every 4th step (``every = 4``; the style term, on the 32 px face, unchanged);
 * the adversarial term every 2nd step (its critic trains only when the term is on);
 * the identity term every 2nd step;
 * bf16 autocast (``train.cpu_amp``), timed only on a CPU with native bf16 (AVX512-BF16/AMX).
 
 ``--quality STEPS`` then trains the recipe as it is and with all levers, from scratch, same seed
-and data order, ``STEPS`` steps of 16 each (equal images seen; all losses on from step 0, lr 2e-4
-constant after 20 warm-up steps) and scores both EMA generators on celeba/val at the recipe's x4
-(``by_scale.py``'s r4): PSNR, SSIM, LPIPS. Writes a section of ``--out`` between markers.
+and data order, ``STEPS`` steps of 16 each (equal images seen; lr 2e-4 constant after 20 warm-up
+steps; the adversarial term from ``STEPS // 4``, its critic alone for the ``STEPS // 8`` steps
+before, as the recipe starts it late) and scores both EMA generators on celeba/val at the recipe's
+x4 (``by_scale.py``'s r4): PSNR, SSIM, LPIPS. Writes a section of ``--out`` between markers.
 """
 
 from __future__ import annotations
@@ -28,12 +29,16 @@ import os
 import pathlib
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from ablation import run_dir, score_r4, score_row, train_run  # noqa: E402
+from by_scale import write  # noqa: E402
+from train_speed import measure  # noqa: E402
+
 RECIPE = "recipes/jdsr_gan.toml"
 BEGIN, END = "<!-- train_levers:begin -->", "<!-- train_levers:end -->"
 
@@ -43,10 +48,13 @@ def levers(bf16: bool) -> dict[str, list[str]]:
     from facerestore.recipe import load_recipe
 
     losses = load_recipe(ROOT / RECIPE).losses
-    at = lambda type_, on=None: [i for i, s in enumerate(losses) if s.type == type_ and on in (None, s.on)]  # noqa: E731
+
+    def at(type_: str, on: str | None = None) -> list[int]:
+        return [i for i, s in enumerate(losses) if s.type == type_ and on in (None, s.on)]
+
     out = {"recipe as it is": [],
            "perceptual (sr) at 64 px": [f"loss.{i}.size=64" for i in at("perceptual", "sr")],
-           "perceptual every 4th step": [f"loss.{i}.every=4" for i in at("perceptual")],
+           "perceptual terms every 4th step": [f"loss.{i}.every=4" for i in at("perceptual")],
            "adversarial + critic every 2nd step": [f"loss.{i}.every=2" for i in at("adversarial")],
            "identity every 2nd step": [f"loss.{i}.every=2" for i in at("identity")]}
     if bf16:
@@ -57,58 +65,38 @@ def levers(bf16: bool) -> dict[str, list[str]]:
 
 def throughput(configs: dict[str, list[str]], steps: int, repeats: int) -> dict[str, list[float]]:
     """Images/s of each configuration, measured in turn ``repeats`` times (``train_speed.measure``)."""
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from train_speed import measure
-
     runs: dict[str, list[float]] = {name: [] for name in configs}
     for r in range(repeats):
         for name, sets in configs.items():
-            ips, _ = measure(ROOT / RECIPE, "cpu", steps, 1, sets)
-            runs[name].append(float(ips))
-            print(f"round {r + 1}: {name}: {ips} img/s", file=sys.stderr, flush=True)
+            runs[name].append(measure(ROOT / RECIPE, "cpu", steps, 1, sets)[0])
+            print(f"round {r + 1}: {name}: {runs[name][-1]:.2f} img/s", file=sys.stderr, flush=True)
     return runs
-
-
-def train(out: pathlib.Path, sets: list[str], steps: int) -> pathlib.Path:
-    """A from-scratch run of the recipe with ``sets``; every loss on from step 0."""
-    from facerestore.recipe import load_recipe
-
-    n = len(load_recipe(ROOT / RECIPE).losses)
-    sets = [*sets, *(f"loss.{i}.start=0" for i in range(n)), f"train.steps={steps}", "train.lr=2e-4",
-            "train.scheduler='constant'", "train.warmup_steps=20", f"train.val_every={steps}",
-            f"train.ckpt_every={steps}", "data.workers=1", "train.log_every=25"]
-    ckpt = out / f"ckpt_{steps:08d}.safetensors"
-    if not ckpt.exists():
-        cmd = [sys.executable, "-m", "facerestore.cli", "train", RECIPE, "--out", str(out), "--no-progress",
-               "--no-tensorboard"]
-        subprocess.run(cmd + [a for s in sets for a in ("--set", s)], check=True)
-    return ckpt
 
 
 def quality(configs: dict[str, list[str]], args) -> list[str]:
     """Table rows: equal-images runs of the recipe as it is and with all levers, scored at x4."""
-    import torch
-
-    from facerestore import evaluate as E
     from facerestore.recipe import load_recipe
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from by_scale import paired, protocols
-
-    names = ["recipe as it is", "all of the above"]
-    t0 = time.perf_counter()
-    ckpts = [train(pathlib.Path(args.runs) / f"run{k}", configs[n], args.quality) for k, n in enumerate(names)]
+    adv = load_recipe(ROOT / RECIPE).loss_index("adversarial")
+    # the recipe's adversarial term starts late, after a critic warm-up: so here, scaled to the run
+    gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
+           "train.scheduler='constant'", "train.warmup_steps=20"]
+    names, t0, trained = ["recipe as it is", "all of the above"], time.perf_counter(), []
+    ckpts = []
+    for name in names:
+        sets = [*gan, *configs[name]]
+        ckpt, fresh = train_run(RECIPE, run_dir(args.runs, sets), sets, args.quality)
+        ckpts.append(ckpt)
+        trained += [name] if fresh else []
     minutes = (time.perf_counter() - t0) / 60
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    recipe = load_recipe(ROOT / RECIPE)
-    data = paired(recipe, "r4", protocols(recipe)["r4"], args.val, args.limit, 0)
-    models = [E.adaptive_model(str(c), data.hq_size) for c in ckpts]
-    report = E.evaluate(models, data, "cpu", batch_size=16, skip=["landmarks", "speed", "identity"], grid_faces=0)
-    return ["", f"Equal images seen (`--quality {args.quality}`: {args.quality} steps x 16 from scratch, seed 0, "
-            f"both runs {minutes:.1f} min together; {len(data)} faces of `{args.val}` at the recipe's x4, seed 0):",
+    data, report = score_r4(ckpts, args.val, args.limit)
+    return ["", f"Equal images seen (`--quality {args.quality}`): both from scratch, {args.quality} steps x 16, "
+            f"seed 0, lr 2e-4 constant after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
+            f"(its critic alone for the {args.quality // 8} steps before); trained now: "
+            f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {len(data)} faces of "
+            f"`{args.val}` at the recipe's x4, seed 0 (by_scale's r4):",
             "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|",
-            *(f"| {n} | {m.values['psnr']:.2f} | {m.values['ssim']:.4f} | {m.values['lpips']:.4f} |"
-              for n, m in zip(names, report.models))]
+            *(score_row(n, m.values) for n, m in zip(names, report.models))]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,15 +123,16 @@ def main(argv: list[str] | None = None) -> int:
     configs = levers(cpu_has_bf16())
     t0, load = time.perf_counter(), os.getloadavg()[0]
     runs = throughput(configs, args.steps, args.repeats)
-    base = statistics.median(runs["recipe as it is"])
-    rows = [f"| {name} | {statistics.median(v):.2f} | {statistics.median(v) / base:.2f}x | "
+    base = runs["recipe as it is"]
+    rows = [f"| {name} | {statistics.median(v):.2f} | {statistics.median(x / b for x, b in zip(v, base)):.2f}x | "
             f"{' '.join(f'{x:.2f}' for x in v)} | {' '.join(f'`{s}`' for s in configs[name]) or '-'} |"
             for name, v in runs.items()]
     when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    lines = [f"Command: `python benchmarks/train_levers.py {shlex.join(sys.argv[1:])}`; {when}, "
+    command = shlex.join(sys.argv[1:] if argv is None else argv)
+    lines = [f"Command: `python benchmarks/train_levers.py {command}`; {when}, "
              f"{E.machine_description('cpu')}, load average at the start {load:.2f}, "
              f"{(time.perf_counter() - t0) / 60:.1f} min; {args.steps} timed steps of batch 16 after 1 warm-up step, "
-             f"{args.repeats} rounds taken in turn, medians; bf16 "
+             f"{args.repeats} rounds taken in turn; medians, the ratio the median of each round's; bf16 "
              f"{'timed' if cpu_has_bf16() else 'not timed (this CPU has no native bf16)'}.", "",
              "| configuration | images/s | vs the recipe | rounds | overrides |", "|---|---|---|---|---|", *rows]
     if args.quality:
@@ -151,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     print(table)
     if args.out:
-        sys.path.insert(0, str(ROOT / "benchmarks"))
-        from by_scale import write
-
         write(pathlib.Path(args.out), table + "\n", BEGIN, END)
     return 0
 

@@ -44,7 +44,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
 
 
 def measure(recipe_path: pathlib.Path, device: str, steps: int, warmup: int,
-            overrides: list[str] | None = None) -> tuple[str, str]:
+            overrides: list[str] | None = None) -> tuple[float, float]:
+    """``(images/s, seconds per step)`` of ``steps`` full training steps after ``warmup`` ones."""
     from facerestore.recipe import load_recipe
     from facerestore.train import Trainer
     from facerestore.train.schedule import stage_at
@@ -70,8 +71,7 @@ def measure(recipe_path: pathlib.Path, device: str, steps: int, warmup: int,
         if t.device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-    ips = steps * bs / elapsed
-    return f"{ips:.1f}", f"{elapsed / steps * 1000:.0f} ms/step, batch {bs}"
+    return steps * bs / elapsed, elapsed / steps
 
 
 def machine(device: str) -> str:
@@ -90,6 +90,8 @@ def main() -> int:
                     help="recipe override for every recipe, e.g. train.cpu_amp=true (repeatable)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
+    from facerestore.recipe import load_recipe
+
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     recipes = [pathlib.Path(p) for p in args.recipes] if args.recipes else sorted((REPO / "recipes").glob("*.toml"))
     os.chdir(REPO)  # recipes name data relative to the repository
@@ -100,7 +102,9 @@ def main() -> int:
     for device in devices:
         for path in recipes:
             try:
-                ips, detail = measure(path, device, args.steps, args.warmup, args.set)
+                rate, seconds = measure(path, device, args.steps, args.warmup, args.set)
+                bs = load_recipe(path, args.set).train.batch_size
+                ips, detail = f"{rate:.1f}", f"{seconds * 1000:.0f} ms/step, batch {bs}"
             except Exception as exc:  # noqa: BLE001 - report and go on with the other recipes
                 ips, detail = "skipped", str(exc).splitlines()[0][:120]
             row = f"| {path.stem} | {machine(device)} | {ips} | {detail} |"
