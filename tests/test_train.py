@@ -418,6 +418,19 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(reg, tmp_path, monkey
     assert resumed.run().step == 8
 
 
+def test_the_log_averages_a_term_over_the_steps_that_computed_it():
+    """An ``every = 2`` term logged as the mean of its own values, not diluted by the steps
+    that skipped it (it was logged at half its value)."""
+    from facerestore.train.trainer import _Meter
+
+    meter = _Meter()
+    for step in range(4):
+        meter.add({"pixel": 1.0, **({"identity": 0.5} if step % 2 == 0 else {})}, 16)
+    mean, ips = meter.flush()
+    assert mean == {"pixel": 1.0, "identity": 0.5} and ips > 0
+    assert meter.flush()[0] == {}
+
+
 def test_random_hflip_mirrors_faces_and_their_landmarks():
     from facerestore.landmarks import template_landmarks
     from facerestore.train.data import random_hflip
