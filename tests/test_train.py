@@ -418,6 +418,43 @@ def test_an_interrupted_run_saves_a_checkpoint_and_resumes(reg, tmp_path, monkey
     assert resumed.run().step == 8
 
 
+def test_an_interrupt_that_also_killed_the_loader_worker_still_saves(reg, tmp_path, monkeypatch):
+    """SIGTERM to the whole process group (Slurm's scancel, `kill -- -PGID`) kills the DataLoader
+    worker too; its SIGCHLD, arriving while the trainer saves, made torch raise 'worker killed by
+    signal' and the checkpoint was lost. Replayed in that order: torch's SIGCHLD handler is held
+    back and called when the save starts."""
+    import multiprocessing
+    import os
+    import signal
+
+    recipe = tiny_recipe(reg, steps=8, ckpt_every=100, val_every=100)
+    recipe.data.workers = 1
+    trainer = make(reg, recipe, tmp_path / "run")
+    calls, held = {"n": 0}, {}
+    step, save = trainer.train_step, trainer.save_checkpoint
+
+    def interrupted(hq, landmarks):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            held["torch"] = signal.signal(signal.SIGCHLD, lambda *a: None)
+            (worker,) = multiprocessing.active_children()
+            os.kill(worker.pid, signal.SIGKILL)  # an idle worker may exit cleanly on SIGTERM; a busy one did not
+            os.waitid(os.P_PID, worker.pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped
+            raise KeyboardInterrupt
+        return step(hq, landmarks)
+
+    def saving():
+        signal.signal(signal.SIGCHLD, held["torch"])
+        held["torch"](signal.SIGCHLD, None)  # the signal arrives now
+        return save()
+
+    monkeypatch.setattr(trainer, "train_step", interrupted)
+    monkeypatch.setattr(trainer, "save_checkpoint", saving)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.run()
+    assert (tmp_path / "run" / "ckpt_00000003.safetensors").exists()
+
+
 def test_the_log_averages_a_term_over_the_steps_that_computed_it():
     """An ``every = 2`` term logged as the mean of its own values, not diluted by the steps
     that skipped it (it was logged at half its value)."""

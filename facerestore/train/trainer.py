@@ -509,6 +509,7 @@ class Trainer:
             try:
                 logs = self._loop(batches, meter, logger, progress)
             except KeyboardInterrupt:
+                _stop_workers(batches)
                 self._save_interrupted(step_start, progress)
                 raise
             if self.step > step_start or self.last_ckpt is None:
@@ -600,6 +601,21 @@ class Trainer:
 
     def close(self) -> None:
         dist.shutdown(self.dist)
+
+
+def _stop_workers(batches) -> None:
+    """Stop the DataLoader workers before saving on an interrupt. A signal sent to the whole
+    process group (Slurm's scancel, `kill -- -PGID`) kills them too, and torch's SIGCHLD handler
+    would raise 'worker killed by signal' in the middle of the save; stopped, they are no longer
+    watched. ``_shutdown_workers`` is torch's own clean-up (private; absent with 0 workers)."""
+    stop = getattr(batches, "_shutdown_workers", None)
+    for _ in range(2):
+        try:
+            if stop is not None:
+                stop()
+            return
+        except RuntimeError:  # the handler fired while they stopped: it unregisters them anyway
+            continue
 
 
 class _Meter:
