@@ -44,8 +44,8 @@ class SyntheticFaces(torch.utils.data.Dataset):
 
 
 def measure(recipe_path: pathlib.Path, device: str, steps: int, warmup: int,
-            overrides: list[str] | None = None) -> tuple[float, float]:
-    """``(images/s, seconds per step)`` of ``steps`` full training steps after ``warmup`` ones."""
+            overrides: list[str] | None = None) -> tuple[float, float, int]:
+    """``(images/s, seconds per step, batch size)`` of ``steps`` full training steps after ``warmup`` ones."""
     from facerestore.recipe import load_recipe
     from facerestore.train import Trainer
     from facerestore.train.schedule import stage_at
@@ -71,7 +71,7 @@ def measure(recipe_path: pathlib.Path, device: str, steps: int, warmup: int,
         if t.device.type == "cuda":
             torch.cuda.synchronize()
         elapsed = time.perf_counter() - start
-    return steps * bs / elapsed, elapsed / steps
+    return steps * bs / elapsed, elapsed / steps, bs
 
 
 def machine(device: str) -> str:
@@ -90,8 +90,6 @@ def main() -> int:
                     help="recipe override for every recipe, e.g. train.cpu_amp=true (repeatable)")
     ap.add_argument("--write-docs", action="store_true")
     args = ap.parse_args()
-    from facerestore.recipe import load_recipe
-
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     recipes = [pathlib.Path(p) for p in args.recipes] if args.recipes else sorted((REPO / "recipes").glob("*.toml"))
     os.chdir(REPO)  # recipes name data relative to the repository
@@ -102,8 +100,7 @@ def main() -> int:
     for device in devices:
         for path in recipes:
             try:
-                rate, seconds = measure(path, device, args.steps, args.warmup, args.set)
-                bs = load_recipe(path, args.set).train.batch_size
+                rate, seconds, bs = measure(path, device, args.steps, args.warmup, args.set)
                 ips, detail = f"{rate:.1f}", f"{seconds * 1000:.0f} ms/step, batch {bs}"
             except Exception as exc:  # noqa: BLE001 - report and go on with the other recipes
                 ips, detail = "skipped", str(exc).splitlines()[0][:120]

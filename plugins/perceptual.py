@@ -56,7 +56,8 @@ class _VGGLoss(Loss):
         vgg = vgg16_features(pred.device)
         h, w = pred.shape[-2:]
         if self.size and max(h, w) > self.size:  # VGG's cost falls with the pixel count
-            hw = (max(1, round(h * self.size / max(h, w))), max(1, round(w * self.size / max(h, w))))
+            scale = self.size / max(h, w)
+            hw = (max(1, round(h * scale)), max(1, round(w * scale)))
             pred, target = (F.interpolate(t, size=hw, mode="area") for t in (pred, target))
         fp = vgg(pred, self.layers)
         with torch.no_grad():

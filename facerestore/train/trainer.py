@@ -609,13 +609,11 @@ def _stop_workers(batches) -> None:
     would raise 'worker killed by signal' in the middle of the save; stopped, they are no longer
     watched. ``_shutdown_workers`` is torch's own clean-up (private; absent with 0 workers)."""
     stop = getattr(batches, "_shutdown_workers", None)
-    for _ in range(2):
+    if stop is not None:
         try:
-            if stop is not None:
-                stop()
-            return
-        except RuntimeError:  # the handler fired while they stopped: it unregisters them anyway
-            continue
+            stop()
+        except RuntimeError:  # the handler fired while they stopped; torch unregisters them anyway
+            pass
 
 
 class _Meter:
