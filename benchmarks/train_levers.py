@@ -1,6 +1,6 @@
 """Training-throughput levers for the full `jdsr_gan` recipe (issue 14): what each one buys.
 
-    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--out docs/training.md]
+    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--seeds 0,1,2] [--out docs/training.md]
 
 One full training step of ``recipes/jdsr_gan.toml`` with every loss on (adversarial included,
 generated faces, as ``train_speed.py``) is timed as the recipe is and with each lever alone, then
@@ -14,9 +14,9 @@ The levers are recipe settings a user can set with ``--set``:
 * the identity term every 2nd step;
 * bf16 autocast (``train.cpu_amp``), timed only on a CPU with native bf16 (AVX512-BF16/AMX).
 
-``--quality STEPS`` then trains the recipe as it is and with all levers, from scratch, same seed
-and data order, ``STEPS`` steps of 16 each (equal images seen; lr 2e-4 constant after 20 warm-up
-steps; the adversarial term from ``STEPS // 4``, its critic alone for the ``STEPS // 8`` steps
+``--quality STEPS`` then trains the recipe as it is and with all levers, from scratch, for each of
+``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
+seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its critic alone for the ``STEPS // 8`` steps
 before, as the recipe starts it late) and scores both EMA generators on celeba/val at the recipe's
 x4 (``by_scale.py``'s r4): PSNR, SSIM, LPIPS. Writes a section of ``--out`` between markers.
 """
@@ -74,29 +74,36 @@ def throughput(configs: dict[str, list[str]], steps: int, repeats: int) -> dict[
 
 
 def quality(configs: dict[str, list[str]], args) -> list[str]:
-    """Table rows: equal-images runs of the recipe as it is and with all levers, scored at x4."""
+    """Table rows: equal-images runs of the recipe as it is and with all levers, per seed, scored at x4."""
     from facerestore.recipe import load_recipe
 
     adv = load_recipe(ROOT / RECIPE).loss_index("adversarial")
     # the recipe's adversarial term starts late, after a critic warm-up: so here, scaled to the run
     gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
            "train.scheduler='constant'", "train.warmup_steps=20"]
-    names, t0, trained = ["recipe as it is", "all of the above"], time.perf_counter(), []
-    ckpts = []
-    for name in names:
-        sets = [*gan, *configs[name]]
-        ckpt, fresh = train_run(RECIPE, run_dir(args.runs, sets), sets, args.quality)
-        ckpts.append(ckpt)
-        trained += [name] if fresh else []
+    names, t0, trained, runs = ["recipe as it is", "all of the above"], time.perf_counter(), [], []
+    for seed in args.seeds:
+        # seed 0 is the recipe's own (no override, so the runs of earlier versions are reused)
+        for name in names:
+            sets = [*gan, *configs[name], *([f"train.seed={seed}"] if seed else [])]
+            ckpt, fresh = train_run(RECIPE, run_dir(args.runs, sets), sets, args.quality)
+            runs.append((f"{name}, seed {seed}", ckpt))
+            trained += [f"{name} (seed {seed})"] if fresh else []
     minutes = (time.perf_counter() - t0) / 60
-    data, report = score_r4(ckpts, args.val, args.limit)
+    data, report = score_r4([c for _, c in runs], args.val, args.limit)
+    rows = [score_row(n, m.values) for (n, _), m in zip(runs, report.models)]
+    gaps = [{k: b.values[k] - a.values[k] for k in ("psnr", "ssim", "lpips")}
+            for a, b in zip(report.models[::2], report.models[1::2])]
+    if len(gaps) > 1:
+        rows.append(score_row("levers minus recipe, mean over seeds",
+                              {k: statistics.mean(g[k] for g in gaps) for k in gaps[0]}))
     return ["", f"Equal images seen (`--quality {args.quality}`): both from scratch, {args.quality} steps x 16, "
-            f"seed 0, lr 2e-4 constant after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
+            f"training seeds {', '.join(map(str, args.seeds))} (weights, data order, degradation), lr 2e-4 constant "
+            f"after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
             f"(its critic alone for the {args.quality // 8} steps before); trained now: "
             f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {len(data)} faces of "
-            f"`{args.val}` at the recipe's x4, seed 0 (by_scale's r4):",
-            "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|",
-            *(score_row(n, m.values) for n, m in zip(names, report.models))]
+            f"`{args.val}` at the recipe's x4, degradation seed 0 (by_scale's r4):",
+            "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|", *rows]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                         "k-th-step term is timed at its share")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--quality", type=int, default=0, help="also train both ways for this many steps (0: no)")
+    p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0],
+                   help="training seeds of the --quality pairs, comma-separated")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--val", default="../shared/data/celeba/val")
     p.add_argument("--runs", default="runs/train_levers")

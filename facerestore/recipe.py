@@ -219,8 +219,8 @@ PATH_KEYS = ("folder",)
 
 def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
     """Make the recipe's relative paths (``data.train``, ``data.val``, a degradation's
-    ``folder``, ``train.init``) relative to the recipe file's folder ``base`` instead of the working directory.
-    They stay relative (to the working directory) so runs and checkpoints do not embed absolute
+    ``folder``, ``train.init``, a loss's ``teacher`` file) relative to the recipe file's folder
+    ``base`` instead of the working directory. They stay relative (to the working directory) so runs and checkpoints do not embed absolute
     paths of one machine."""
     def fix(p: Any) -> Any:
         if not isinstance(p, str) or not p or pathlib.Path(p).expanduser().is_absolute():
@@ -243,6 +243,10 @@ def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
             for key in PATH_KEYS:
                 if key in spec:
                     spec[key] = fix(spec[key])
+    for spec in data.get("loss", []) if isinstance(data.get("loss"), list) else []:
+        # a loss's model file (distill's teacher); a model name stays a name
+        if isinstance(spec, dict) and str(spec.get("teacher", "")).endswith(".safetensors"):
+            spec["teacher"] = fix(spec["teacher"])
 
 
 def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:

@@ -1,5 +1,5 @@
 """Built-in losses: pixel, TV, CBDNet's asymmetric map loss, occluded mean, face prior, identity,
-adversarial.
+teacher distillation, adversarial.
 
 Each returns an unweighted scalar (the trainer applies the recipe's ``weight``) and is zero, or
 minimal, when ``pred == target``. ``perceptual`` and ``style`` (VGG16) live in
@@ -160,6 +160,38 @@ class IdentityLoss(Loss):
         return (1 - (p * t).sum(1)).mean()
 
 
+class DistillLoss(Loss):
+    """Mean squared distance to a frozen teacher's restoration of the same input (``lq`` from the
+    context), by default its mirrored self-ensemble (``restore --tta``): the average of two
+    passes is a better, less noisy target than one model's guess where the input leaves the
+    answer open, so a student of the same size can learn part of what the ensemble adds.
+
+    ``teacher`` is a model name or checkpoint, run the way ``restore`` runs it (its own input
+    size, output clamped to [0, 1]); loaded on first use, on ``pred``'s device. ``target`` is
+    unused. Costs one (two with ``mirror``) teacher forward passes per step, without gradients.
+    """
+
+    def __init__(self, teacher: str = "masked-any", mirror: bool = True):
+        super().__init__()
+        self.teacher, self.mirror = teacher, mirror
+        self._restorer: list = []  # a list, so the teacher is not a submodule (no state, not trained)
+
+    def _teach(self, lq: Tensor) -> Tensor:
+        if not self._restorer or self._restorer[0].device != lq.device:
+            from facerestore.restore import Restorer
+
+            self._restorer[:] = [Restorer.from_pretrained(self.teacher, device=lq.device, channels_last=False,
+                                                          tta=self.mirror)]
+        return self._restorer[0].run_model(lq.detach().float())[0].clone()
+
+    def forward(self, pred: Tensor, target: Tensor | None = None, *, lq: Tensor | None = None,
+                **context: Any) -> Tensor:
+        if lq is None:
+            raise ValueError("the distill loss needs the generator's input as lq=... (the trainer passes it)")
+        teacher = _match(self._teach(lq), pred)
+        return F.mse_loss(pred, teacher.to(pred.dtype))
+
+
 class GANLoss(AdversarialLoss):
     """Adversarial loss: vanilla (BCE), LSGAN, hinge or relativistic average (RaGAN, ESRGAN)."""
 
@@ -206,4 +238,5 @@ def register(registry) -> None:
     registry.register("loss", "occluded_mean", OccludedMeanLoss)
     registry.register("loss", "face_prior", FacePriorLoss)
     registry.register("loss", "identity", IdentityLoss)
+    registry.register("loss", "distill", DistillLoss)
     registry.register("loss", "adversarial", GANLoss)

@@ -52,3 +52,26 @@ def test_pt2_round_trip(tmp_path):
 def test_export_needs_a_target():
     res = CliRunner().invoke(app, ["export", "--model", "bicubic"])
     assert res.exit_code == 2 and "nothing to do" in res.output
+
+
+def test_export_averages_repeated_models(tmp_path):
+    from facerestore.checkpoint import read_metadata, save_generator
+
+    a = tiny_checkpoint(tmp_path / "a.safetensors")
+    gen, recipe = resolve_model(a, "cpu")
+    with torch.no_grad():  # a second point of "the same run": every weight moved
+        for p in gen.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    save_generator(tmp_path / "b.safetensors", gen, recipe)
+    out = tmp_path / "soup.safetensors"
+    res = CliRunner().invoke(app, ["export", "-m", a, "-m", str(tmp_path / "b.safetensors"), "--safetensors", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "averaged the weights of 2 models" in res.output
+    ga, gb, soup = (resolve_model(str(p), "cpu")[0].state_dict()
+                    for p in (a, tmp_path / "b.safetensors", out))
+    moved = [k for k in soup if soup[k].is_floating_point() and not torch.equal(ga[k], gb[k])]
+    assert moved and all(torch.allclose(soup[k], (ga[k] + gb[k]) / 2, atol=1e-6) for k in moved)
+    assert read_metadata(out)["exported_from"] == "a.safetensors + b.safetensors"
+    # another architecture is refused, naming a tensor
+    res = CliRunner().invoke(app, ["export", "-m", a, "-m", "masked-any", "--safetensors", str(tmp_path / "x.safetensors")])
+    assert res.exit_code != 0 and "model 2 differs" in res.output and not (tmp_path / "x.safetensors").exists()

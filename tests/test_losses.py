@@ -180,3 +180,38 @@ def test_adversarial_trains_a_patch_critic_on_a_real_batch():
             adv.discriminator_loss(D, real, fake).backward()
             opt.step()
         assert adv.discriminator_loss(D, real, fake).item() < first, mode
+
+
+def test_distill_pulls_towards_the_teachers_mirrored_ensemble(tmp_path):
+    from facerestore.restore import Restorer
+    from test_restore import tiny_checkpoint
+
+    path = tiny_checkpoint(tmp_path / "teacher.safetensors")
+    lq = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(4))
+    ensemble = Restorer.from_pretrained(path, device="cpu", channels_last=False, tta=True).run_model(lq)[0]
+    single = Restorer.from_pretrained(path, device="cpu", channels_last=False).run_model(lq)[0]
+    assert not torch.allclose(ensemble, single, atol=1e-3)  # the mirrored pass matters
+    loss = create("loss", "distill", teacher=path)
+    assert loss(ensemble.clone(), None, lq=lq).item() == pytest.approx(0.0, abs=1e-10)
+    assert loss(single, None, lq=lq).item() == pytest.approx(F.mse_loss(single, ensemble).item(), rel=1e-4)
+    assert create("loss", "distill", teacher=path, mirror=False)(single, None, lq=lq).item() < 1e-10
+    pred = single.clone().requires_grad_(True)
+    loss(pred, None, lq=lq).backward()
+    assert pred.grad.abs().sum() > 0 and list(loss.parameters()) == []  # the teacher is not trained
+    with pytest.raises(ValueError, match="lq"):
+        loss(single, single)
+
+
+def test_distill_teacher_path_is_relative_to_the_recipe(tmp_path, repo):
+    import os
+
+    from facerestore.recipe import load_recipe
+
+    (tmp_path / "sub").mkdir()
+    text = (repo / "recipes/masked_any.toml").read_text().replace('teacher = "masked-any"',
+                                                                   'teacher = "../teacher.safetensors"')
+    (tmp_path / "sub/r.toml").write_text(text)
+    spec = [s for s in load_recipe(tmp_path / "sub/r.toml", validate=False).losses if s.type == "distill"][0]
+    assert os.path.samefile(os.path.dirname(os.path.abspath(spec.params["teacher"])), tmp_path)
+    named = [s for s in load_recipe(repo / "recipes/masked_any.toml").losses if s.type == "distill"][0]
+    assert named.params["teacher"] == "masked-any" and named.weight == 0

@@ -541,3 +541,23 @@ def test_resume_names_recipe_settings_that_changed(reg, tmp_path):
     assert len(notes) == 1 and "data.hflip" in notes[0] and "train.steps" in notes[0]
     assert "train.lr" not in notes[0]
     assert resume(changed) == []  # the checkpoint at step 5 was written with this recipe
+
+
+def test_losses_receive_the_generators_input_as_lq(reg, tmp_path):
+    from facerestore.interfaces import Loss
+
+    seen: list[torch.Tensor] = []
+
+    class Probe(Loss):
+        def forward(self, pred, target, **context):
+            seen.append(context["lq"].detach().clone())
+            return (pred - target).abs().mean()
+
+    reg.register("loss", "probe", Probe)
+    recipe = tiny_recipe(reg, steps=3, losses=[{"type": "probe", "on": "sr"}])
+    trainer = make(reg, recipe, tmp_path / "run")
+    inputs: list[torch.Tensor] = []
+    trainer.G.register_forward_pre_hook(lambda module, args: inputs.append(args[0].detach().clone()))
+    trainer.run()
+    assert len(seen) == 3 and all(s.shape == (4, 3, 8, 8) for s in seen)
+    assert all(any(torch.equal(s, x) for x in inputs) for s in seen)

@@ -13,7 +13,7 @@ to load.
 from __future__ import annotations
 
 import pathlib
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
@@ -78,7 +78,8 @@ def register(app: typer.Typer) -> None:
     @app.command("export")
     @user_errors
     def export(
-        model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name or .safetensors checkpoint."),
+        models: List[str] = typer.Option([DEFAULT_MODEL], "--model", "-m", help="Model name or .safetensors "
+                                         "checkpoint; repeated: their weights averaged (one architecture)."),
         onnx: Optional[pathlib.Path] = typer.Option(None, "--onnx", help="Write an ONNX model here."),
         pt2: Optional[pathlib.Path] = typer.Option(None, "--pt2", help="Write a torch.export program (.pt2) here."),
         opset: int = typer.Option(17, "--opset", help="ONNX opset version."),
@@ -95,10 +96,15 @@ def register(app: typer.Typer) -> None:
 
         if onnx is None and pt2 is None and safetensors is None:
             raise FaceRestoreError("nothing to do: give --onnx OUT.onnx, --pt2 OUT.pt2 and/or --safetensors OUT")
-        generator, recipe = resolve_model(model, "cpu")
+        generator, recipe = resolve_model(models[0], "cpu")
+        if len(models) > 1:
+            from ..checkpoint import average_into
+
+            average_into(generator, [resolve_model(m, "cpu")[0] for m in models[1:]], "export --model")
+            typer.echo(f"averaged the weights of {len(models)} models")
         scale, lq = model_geometry(generator, recipe)
         if safetensors is not None:
-            export_safetensors(generator, recipe, model, safetensors, half)
+            export_safetensors(generator, recipe, models, safetensors, half)
             typer.echo(f"wrote {safetensors} ({safetensors.stat().st_size / 1e6:.2f} MB"
                        f"{', float16' if half else ''})")
         if onnx is not None:
@@ -115,21 +121,22 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {pt2} (load with torch.export.load(path).module())")
 
 
-def export_safetensors(generator, recipe, source: str, path: pathlib.Path, half: bool) -> None:
-    """The generator alone, with its recipe and where it came from (training step, source file)."""
+def export_safetensors(generator, recipe, sources: list[str], path: pathlib.Path, half: bool) -> None:
+    """The generator alone, with its recipe and where it came from (the first source's training
+    step; every source's file name, joined by ``+`` for an average)."""
     from ..checkpoint import read_metadata, save_generator
     from ..errors import FaceRestoreError
 
     if recipe is None:
-        raise FaceRestoreError(f"{source}: a weight-free model has nothing to write as safetensors")
+        raise FaceRestoreError(f"{sources[0]}: a weight-free model has nothing to write as safetensors")
     if path.suffix != ".safetensors":
         raise FaceRestoreError(f"{path}: the output must be a .safetensors file")
-    src = pathlib.Path(source)
+    src = pathlib.Path(sources[0])
     meta = read_metadata(src) if src.is_file() else {}
     step = int(meta.get("step", 0) or 0)
+    names = [pathlib.Path(s).name if pathlib.Path(s).is_file() else s for s in sources]
     save_generator(path, generator, recipe, step=step, half=half,
-                   extra={"exported_from": src.name if src.is_file() else source,
-                          "dtype": "float16" if half else "float32"})
+                   extra={"exported_from": " + ".join(names), "dtype": "float16" if half else "float32"})
 
 
 def onnx_max_error(generator, lq_size: int, path, batch: int = 3, seed: int = 0) -> Optional[float]:

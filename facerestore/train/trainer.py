@@ -339,7 +339,7 @@ class Trainer:
                 pred = out[t.spec.on]
                 target = targets[t.spec.resolved_target()]
                 ctx: dict[str, Any] = {"occlusion": batch.occlusion_hq if pred.shape[-1] == batch.hq.shape[-1]
-                                       else batch.occlusion, "landmarks": batch.landmarks}
+                                       else batch.occlusion, "landmarks": batch.landmarks, "lq": batch.lq}
                 if t.adversarial:
                     ctx["discriminator"] = self.D
                 value = t.module(pred.float(), target.float(), **ctx)
