@@ -16,9 +16,10 @@ The levers are recipe settings a user can set with ``--set``:
 
 ``--quality STEPS`` then trains the recipe as it is and with all levers, from scratch, for each of
 ``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
-seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its critic alone for the ``STEPS // 8`` steps
-before, as the recipe starts it late) and scores both EMA generators on celeba/val at the recipe's
-x4 (``by_scale.py``'s r4): PSNR, SSIM, LPIPS. Writes a section of ``--out`` between markers.
+seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its
+critic alone for the ``STEPS // 8`` steps before, as the recipe starts it late) and scores each
+EMA generator on celeba/val at the recipe's x4 (``by_scale.py``'s r4): PSNR, SSIM, LPIPS, and
+the levers' mean difference over the seeds. Writes a section of ``--out`` between markers.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
     gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
            "train.scheduler='constant'", "train.warmup_steps=20"]
     names, t0, trained, runs = ["recipe as it is", "all of the above"], time.perf_counter(), [], []
-    for seed in args.seeds:
+    for seed in dict.fromkeys(args.seeds):
         # seed 0 is the recipe's own (no override, so the runs of earlier versions are reused)
         for name in names:
             sets = [*gan, *configs[name], *([f"train.seed={seed}"] if seed else [])]

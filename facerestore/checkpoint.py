@@ -17,7 +17,7 @@ import os
 import pathlib
 import tempfile
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import torch
@@ -152,24 +152,26 @@ def load_state_strict(module: nn.Module, tensors: Mapping[str, Tensor], what: st
     module.load_state_dict({k: v.to(expected[k].dtype) for k, v in tensors.items()}, strict=True)
 
 
-def average_into(module: nn.Module, others: list[nn.Module], what: str) -> nn.Module:
+def average_into(module: nn.Module, others: Iterable[nn.Module], what: str) -> nn.Module:
     """Uniform weight average (a "model soup", or SWA over checkpoints) of ``module`` and
-    ``others``, written into ``module``: points of one run (or of fine-tunes of one model) that
-    share a basin average into a model at least as good as each, for free. Integer buffers keep
-    ``module``'s values. Fails on the first tensor whose name or shape differs."""
+    ``others`` (taken one at a time), written into ``module``: points of one run, or fine-tunes of
+    one model, that share a basin often average into a model as good as each or better. Integer
+    buffers keep ``module``'s values. Fails on the first tensor whose name or shape differs."""
     own = module.state_dict()
     total = {k: v.double() for k, v in own.items() if v.is_floating_point()}
-    for i, other in enumerate(others, 1):
+    n = 1
+    for other in others:
+        n += 1
         theirs = other.state_dict()
         if theirs.keys() != own.keys():
             name = sorted(set(own) ^ set(theirs))[0]
-            raise CheckpointError(f"{what}: model {i + 1} differs from model 1 in tensor {name!r} (not one architecture)")
+            raise CheckpointError(f"{what}: model {n} differs from model 1 in tensor {name!r} (not one architecture)")
         for k in total:
             if theirs[k].shape != own[k].shape:
-                raise CheckpointError(f"{what}: tensor {k!r} has shape {tuple(theirs[k].shape)} in model {i + 1}, "
+                raise CheckpointError(f"{what}: tensor {k!r} has shape {tuple(theirs[k].shape)} in model {n}, "
                                       f"{tuple(own[k].shape)} in model 1")
             total[k] += theirs[k].double()
-    module.load_state_dict({k: (v / (len(others) + 1)).to(own[k].dtype) for k, v in total.items()}, strict=False)
+    module.load_state_dict({k: (v / n).to(own[k].dtype) for k, v in total.items()}, strict=False)
     return module
 
 

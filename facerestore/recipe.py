@@ -220,12 +220,16 @@ PATH_KEYS = ("folder",)
 def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
     """Make the recipe's relative paths (``data.train``, ``data.val``, a degradation's
     ``folder``, ``train.init``, a loss's ``teacher`` file) relative to the recipe file's folder
-    ``base`` instead of the working directory. They stay relative (to the working directory) so runs and checkpoints do not embed absolute
-    paths of one machine."""
+    ``base`` instead of the working directory. They stay relative (to the working directory) so
+    runs and checkpoints do not embed absolute paths of one machine."""
     def fix(p: Any) -> Any:
         if not isinstance(p, str) or not p or pathlib.Path(p).expanduser().is_absolute():
             return p
         return os.path.relpath(base / p)
+
+    def fix_model(table: Any, key: str) -> None:  # a model file; a model name stays a name
+        if isinstance(table, dict) and str(table.get(key, "")).endswith(".safetensors"):
+            table[key] = fix(table[key])
 
     section = data.get("data")
     if isinstance(section, dict):
@@ -235,18 +239,14 @@ def resolve_paths(data: dict[str, Any], base: pathlib.Path) -> None:
             section["train"] = fix(section["train"])
         if "val" in section:
             section["val"] = fix(section["val"])
-    train = data.get("train")
-    if isinstance(train, dict) and str(train.get("init", "")).endswith(".safetensors"):
-        train["init"] = fix(train["init"])
+    fix_model(data.get("train"), "init")
     for spec in data.get("degradation", []) if isinstance(data.get("degradation"), list) else []:
         if isinstance(spec, dict):
             for key in PATH_KEYS:
                 if key in spec:
                     spec[key] = fix(spec[key])
     for spec in data.get("loss", []) if isinstance(data.get("loss"), list) else []:
-        # a loss's model file (distill's teacher); a model name stays a name
-        if isinstance(spec, dict) and str(spec.get("teacher", "")).endswith(".safetensors"):
-            spec["teacher"] = fix(spec["teacher"])
+        fix_model(spec, "teacher")  # distill's
 
 
 def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:

@@ -167,27 +167,37 @@ class DistillLoss(Loss):
     answer open, so a student of the same size can learn part of what the ensemble adds.
 
     ``teacher`` is a model name or checkpoint, run the way ``restore`` runs it (its own input
-    size, output clamped to [0, 1]); loaded on first use, on ``pred``'s device. ``target`` is
-    unused. Costs one (two with ``mirror``) teacher forward passes per step, without gradients.
+    size, float32 whatever the trainer's autocast, output clamped to [0, 1]); loaded on the CPU
+    when the loss is built (a wrong path fails then), moved to ``lq``'s device on first use.
+    ``pred`` is an RGB output ``(B, 3, H, W)``; ``target`` is unused. Costs one teacher pass per
+    step (two with ``mirror``), without gradients.
     """
 
     def __init__(self, teacher: str = "masked-any", mirror: bool = True):
         super().__init__()
+        from facerestore.zoo import resolve_model
+
+        with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG stream
+            # in a list, so the teacher is not a submodule: no state_dict, not trained, not moved
+            self._model = list(resolve_model(teacher, "cpu"))
+        self._restorer: list = []
         self.teacher, self.mirror = teacher, mirror
-        self._restorer: list = []  # a list, so the teacher is not a submodule (no state, not trained)
 
     def _teach(self, lq: Tensor) -> Tensor:
         if not self._restorer or self._restorer[0].device != lq.device:
             from facerestore.restore import Restorer
 
-            self._restorer[:] = [Restorer.from_pretrained(self.teacher, device=lq.device, channels_last=False,
-                                                          tta=self.mirror)]
-        return self._restorer[0].run_model(lq.detach().float())[0].clone()
+            self._restorer[:] = [Restorer(*self._model, device=lq.device, channels_last=False, tta=self.mirror)]
+        with torch.autocast(lq.device.type, enabled=False):
+            return self._restorer[0].run_model(lq.detach().float())[0].clone()
 
     def forward(self, pred: Tensor, target: Tensor | None = None, *, lq: Tensor | None = None,
                 **context: Any) -> Tensor:
         if lq is None:
             raise ValueError("the distill loss needs the generator's input as lq=... (the trainer passes it)")
+        if pred.dim() != 4 or pred.shape[1] != 3:
+            raise ValueError(f"the distill loss compares RGB faces (B, 3, H, W), got {tuple(pred.shape)} "
+                             "(is `on` an image output such as sr?)")
         teacher = _match(self._teach(lq), pred)
         return F.mse_loss(pred, teacher.to(pred.dtype))
 

@@ -74,4 +74,20 @@ def test_export_averages_repeated_models(tmp_path):
     assert read_metadata(out)["exported_from"] == "a.safetensors + b.safetensors"
     # another architecture is refused, naming a tensor
     res = CliRunner().invoke(app, ["export", "-m", a, "-m", "masked-any", "--safetensors", str(tmp_path / "x.safetensors")])
-    assert res.exit_code != 0 and "model 2 differs" in res.output and not (tmp_path / "x.safetensors").exists()
+    assert res.exit_code != 0 and "model 2's recipe" in res.output and not (tmp_path / "x.safetensors").exists()
+    meta = read_metadata(out)
+    assert meta["averaged"] == "2"
+
+
+def test_average_into_refuses_other_shapes_and_names():
+    from torch import nn
+
+    from facerestore.checkpoint import CheckpointError, average_into
+
+    a, b = nn.Linear(2, 2), nn.Linear(2, 2)
+    avg = (a.weight.detach() + b.weight.detach()) / 2
+    assert torch.allclose(average_into(a, iter([b]), "t").weight, avg)
+    with pytest.raises(CheckpointError, match="shape"):
+        average_into(nn.Linear(2, 2), [nn.Linear(2, 3)], "t")
+    with pytest.raises(CheckpointError, match="model 3 differs"):
+        average_into(nn.Linear(2, 2), [nn.Linear(2, 2), nn.Linear(2, 2, bias=False)], "t")

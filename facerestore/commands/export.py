@@ -100,7 +100,7 @@ def register(app: typer.Typer) -> None:
         if len(models) > 1:
             from ..checkpoint import average_into
 
-            average_into(generator, [resolve_model(m, "cpu")[0] for m in models[1:]], "export --model")
+            average_into(generator, same_models(recipe, models), "export --model")
             typer.echo(f"averaged the weights of {len(models)} models")
         scale, lq = model_geometry(generator, recipe)
         if safetensors is not None:
@@ -121,12 +121,29 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"wrote {pt2} (load with torch.export.load(path).module())")
 
 
-def export_safetensors(generator, recipe, sources: list[str], path: pathlib.Path, half: bool) -> None:
+def same_models(recipe, models: list[str]):
+    """The generators of ``models[1:]``, loaded one at a time, each checked to be the model of
+    ``recipe`` (generator spec, scale, face size): weights of the same shapes can still belong
+    to models that compute differently."""
+    from ..errors import FaceRestoreError
+    from ..zoo import resolve_model
+
+    for i, m in enumerate(models[1:], 2):
+        generator, other = resolve_model(m, "cpu")
+        key = lambda r: None if r is None else (r.generator, r.scale, r.hq_size)  # noqa: E731
+        if key(other) != key(recipe):
+            raise FaceRestoreError(f"{m}: model {i}'s recipe (generator, scale, face size) differs from "
+                                   f"model 1's ({models[0]}): their weights cannot be averaged")
+        yield generator
+
+
+def export_safetensors(generator, recipe, sources: str | list[str], path: pathlib.Path, half: bool) -> None:
     """The generator alone, with its recipe and where it came from (the first source's training
-    step; every source's file name, joined by ``+`` for an average)."""
+    step; every source's file name, joined by `` + `` for an average of several)."""
     from ..checkpoint import read_metadata, save_generator
     from ..errors import FaceRestoreError
 
+    sources = [sources] if isinstance(sources, str) else list(sources)
     if recipe is None:
         raise FaceRestoreError(f"{sources[0]}: a weight-free model has nothing to write as safetensors")
     if path.suffix != ".safetensors":
@@ -136,7 +153,8 @@ def export_safetensors(generator, recipe, sources: list[str], path: pathlib.Path
     step = int(meta.get("step", 0) or 0)
     names = [pathlib.Path(s).name if pathlib.Path(s).is_file() else s for s in sources]
     save_generator(path, generator, recipe, step=step, half=half,
-                   extra={"exported_from": " + ".join(names), "dtype": "float16" if half else "float32"})
+                   extra={"exported_from": " + ".join(names), "averaged": str(len(sources)),
+                          "dtype": "float16" if half else "float32"})
 
 
 def onnx_max_error(generator, lq_size: int, path, batch: int = 3, seed: int = 0) -> Optional[float]:
