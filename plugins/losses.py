@@ -175,21 +175,20 @@ class DistillLoss(Loss):
 
     def __init__(self, teacher: str = "masked-any", mirror: bool = True):
         super().__init__()
-        from facerestore.zoo import resolve_model
+        from facerestore.restore import Restorer
 
         with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG stream
             # in a list, so the teacher is not a submodule: no state_dict, not trained, not moved
-            self._model = list(resolve_model(teacher, "cpu"))
-        self._restorer: list = []
+            self._restorer = [Restorer.from_pretrained(teacher, device="cpu", channels_last=False, tta=mirror)]
         self.teacher, self.mirror = teacher, mirror
 
     def _teach(self, lq: Tensor) -> Tensor:
-        if not self._restorer or self._restorer[0].device != lq.device:
-            from facerestore.restore import Restorer
-
-            self._restorer[:] = [Restorer(*self._model, device=lq.device, channels_last=False, tta=self.mirror)]
+        r = self._restorer[0]
+        if r.device != lq.device:
+            self._restorer[0] = r = type(r)(r.generator, r.recipe, device=lq.device, channels_last=False,
+                                           tta=self.mirror)
         with torch.autocast(lq.device.type, enabled=False):
-            return self._restorer[0].run_model(lq.detach().float())[0].clone()
+            return r.run_model(lq.detach().float())[0].clone()
 
     def forward(self, pred: Tensor, target: Tensor | None = None, *, lq: Tensor | None = None,
                 **context: Any) -> Tensor:

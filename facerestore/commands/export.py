@@ -128,9 +128,11 @@ def same_models(recipe, models: list[str]):
     from ..errors import FaceRestoreError
     from ..zoo import resolve_model
 
+    def key(r):
+        return None if r is None else (r.generator, r.scale, r.hq_size)
+
     for i, m in enumerate(models[1:], 2):
         generator, other = resolve_model(m, "cpu")
-        key = lambda r: None if r is None else (r.generator, r.scale, r.hq_size)  # noqa: E731
         if key(other) != key(recipe):
             raise FaceRestoreError(f"{m}: model {i}'s recipe (generator, scale, face size) differs from "
                                    f"model 1's ({models[0]}): their weights cannot be averaged")
