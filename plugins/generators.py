@@ -161,6 +161,12 @@ class JDSRAnyScale(Generator):
     space-to-depth output alone paints a 4-px dotted texture on large faces. Zero-initialised, so
     weights trained without it load (``train.init``) and start from the same output.
 
+    ``half_blocks`` > 0 adds a stage at half the working size (64x64 for S = 128): the input, the
+    coarse face and the folded prediction, space-to-depth by 2, through ``half_channels`` wide
+    residual blocks, adding a correction to that prediction before ``refine``. Capacity where the
+    core (S / fold) cannot draw detail and full resolution is 4x the cost; its last conv starts at
+    zero, so a model trained without the stage loads and gives the same output at step 0.
+
     Outputs ``sr``, ``coarse``, ``keep`` (alpha, (B, 1, S, S)), ``noise_map`` (the occlusion
     estimate, upsampled to S), ``denoised`` (S / fold) and ``heatmaps`` when the SR module has a
     face prior.
@@ -168,13 +174,14 @@ class JDSRAnyScale(Generator):
 
     def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
                  identity_channels: int = 32, fusion_channels: int = 48, fusion_blocks: int = 3,
-                 refine_channels: int = 0):
+                 refine_channels: int = 0, half_channels: int = 32, half_blocks: int = 0):
         super().__init__()
         self.core = JDSRGenerator(denoiser, upsampler, identity_channels=identity_channels)
         self.fold = fold = self.core.scale
         self.scale = 1
-        if fusion_channels < 1 or fusion_blocks < 0 or refine_channels < 0:
-            raise ValueError("fusion_channels >= 1, fusion_blocks >= 0, refine_channels >= 0")
+        if fusion_channels < 1 or fusion_blocks < 0 or refine_channels < 0 or half_blocks < 0 or half_channels < 1:
+            raise ValueError("fusion_channels >= 1, fusion_blocks >= 0, refine_channels >= 0, "
+                             "half_channels >= 1, half_blocks >= 0")
         cin = 2 * 3 * fold * fold + 1
         c = fusion_channels
         self.fusion = nn.Sequential(conv3x3(cin, c), nn.ReLU(inplace=True),
@@ -186,9 +193,18 @@ class JDSRAnyScale(Generator):
             self.refine = nn.Sequential(conv3x3(10, refine_channels), nn.ReLU(inplace=True),
                                         conv3x3(refine_channels, 4))
             scale_init_(self.refine[-1], 0.0)
+        self.half_res: nn.Module | None = None
+        if half_blocks:
+            hc = half_channels
+            self.half_res = nn.Sequential(conv3x3(4 * 10, hc), nn.ReLU(inplace=True),
+                                      *(ResBlock(hc) for _ in range(half_blocks)),
+                                      conv3x3(hc, 4 * 4), nn.PixelShuffle(2))
+            scale_init_(self.half_res[-2], 0.0)
 
     def stage_modules(self) -> dict[str, nn.Module]:
-        fusion = self.fusion if self.refine is None else StageGroup(fold=self.fusion, refine=self.refine)
+        fusion = self.fusion
+        if self.refine is not None or self.half_res is not None:
+            fusion = StageGroup(fold=self.fusion, half_res=self.half_res, refine=self.refine)
         return {**self.core.stage_modules(), "fusion": fusion}
 
     def forward(self, lq: Tensor) -> dict[str, Tensor]:
@@ -199,6 +215,8 @@ class JDSRAnyScale(Generator):
         coarse, occ_small = out["sr"], out["noise_map"]
         feats = torch.cat([F.pixel_unshuffle(lq, self.fold), F.pixel_unshuffle(coarse, self.fold), occ_small], 1)
         y = self.fusion(feats)
+        if self.half_res is not None:
+            y = y + self.half_res(F.pixel_unshuffle(torch.cat([lq, coarse, y], 1), 2))
         if self.refine is not None:
             y = y + self.refine(torch.cat([lq, coarse, y], 1))
         alpha = torch.sigmoid(y[:, 3:])

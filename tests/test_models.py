@@ -251,6 +251,38 @@ def test_any_scale_generator_keeps_size_and_starts_between_input_and_core():
     assert torch.equal(refined(x)["sr"], out["sr"]) and "refine" in dict(refined.named_children())
 
 
+def test_half_resolution_stage_joins_a_trained_model_without_changing_its_output(reg):
+    """``half_blocks``: the 64x64 stage of ``jdsr_any`` added to a trained model (warm start by
+    ``load_matching``) leaves its output as it was; the stage is trained with the fusion and the
+    gradient reaches its zero-initialised last conv, so it can learn."""
+    from facerestore.checkpoint import load_matching
+
+    spec = {"type": "jdsr_any", "identity_channels": 4, "fusion_channels": 8, "fusion_blocks": 1, "refine_channels": 4,
+            "denoiser": {"type": "jdsr_denoiser", "channels": 4, "depth": 1, "blocks": 1, "estimator_layers": 2,
+                         "estimator_channels": 4},
+            "upsampler": {"type": "jdsr_sr", "channels": 8, "blocks": 1, "scale": 4, "identity_dim": 4, "landmarks": 5,
+                          "prior_channels": 4}}
+    torch.manual_seed(0)
+    base = reg.build("generator", spec, "g").eval()
+    with torch.no_grad():  # "trained": the zero-initialised refine head too
+        for p in base.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    wider = reg.build("generator", {**spec, "half_blocks": 2, "half_channels": 6}, "g").eval()
+    fresh = load_matching(wider, base.state_dict(), "test")
+    assert fresh and all(n.startswith("half_res.") for n in fresh)
+    x = torch.rand(2, 3, 32, 32)
+    assert torch.equal(wider(x)["sr"], base(x)["sr"])
+    assert "half_res" in dict(wider.stage_modules()["fusion"].named_children())
+    wider(x)["sr"].square().mean().backward()
+    last = wider.half_res[-2]
+    assert last.weight.grad is not None and last.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        last.bias.fill_(0.1)
+    assert not torch.allclose(wider(x)["sr"], base(x)["sr"])
+    with pytest.raises(ValueError, match="half_blocks >= 0"):
+        reg.build("generator", {**spec, "half_blocks": -1}, "g")
+
+
 def test_zero_init_last_deepens_a_trained_trunk_without_changing_its_output(reg):
     """``zero_init_last``: blocks added to a trained SR trunk (warm start by ``load_matching``)
     start as the identity, so the deeper network gives the same face; gradients reach them."""
