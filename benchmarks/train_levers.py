@@ -14,12 +14,13 @@ The levers are recipe settings a user can set with ``--set``:
 * the identity term every 2nd step;
 * bf16 autocast (``train.cpu_amp``), timed only on a CPU with native bf16 (AVX512-BF16/AMX).
 
-``--quality STEPS`` then trains the recipe as it is and with all levers, from scratch, for each of
+``--quality STEPS`` then trains the recipe as it is, with all levers, and with all levers and each
+every-k perceptual term at k times its weight, from scratch, for each of
 ``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
 seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its
 critic alone for the ``STEPS // 8`` steps before, as the recipe starts it late) and scores each
 EMA generator on celeba/val at the recipe's x4 (``by_scale.py``'s r4): PSNR, SSIM, LPIPS, and
-the levers' mean difference over the seeds. Writes a section of ``--out`` between markers.
+each variant's mean difference to the recipe over the seeds. Writes a section of ``--out`` between markers.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from train_speed import measure  # noqa: E402
 
 RECIPE = "recipes/jdsr_gan.toml"
 BEGIN, END = "<!-- train_levers:begin -->", "<!-- train_levers:end -->"
+COMPENSATED = "all levers, perceptual weight x every"
 
 
 def levers(bf16: bool) -> dict[str, list[str]]:
@@ -64,6 +66,19 @@ def levers(bf16: bool) -> dict[str, list[str]]:
     return out
 
 
+def compensated(all_levers: list[str]) -> list[str]:
+    """All levers, each every-k perceptual term at k times its weight: the recipe's expected gradient
+    per step, so that texture is not given up only because the term is weighted less often."""
+    from facerestore.recipe import load_recipe
+
+    losses, every = load_recipe(ROOT / RECIPE).losses, {}
+    for s in all_levers:
+        if ".every=" in s:
+            every[int(s.split(".")[1])] = int(s.split("=")[1])
+    return [*all_levers, *(f"loss.{i}.weight={losses[i].weight * k:g}" for i, k in every.items()
+                           if losses[i].type == "perceptual")]
+
+
 def throughput(configs: dict[str, list[str]], steps: int, repeats: int) -> dict[str, list[float]]:
     """Images/s of each configuration, measured in turn ``repeats`` times (``train_speed.measure``)."""
     runs: dict[str, list[float]] = {name: [] for name in configs}
@@ -75,33 +90,38 @@ def throughput(configs: dict[str, list[str]], steps: int, repeats: int) -> dict[
 
 
 def quality(configs: dict[str, list[str]], args) -> list[str]:
-    """Table rows: equal-images runs of the recipe as it is and with all levers, per seed, scored at x4."""
+    """Table rows: equal-images runs of the recipe as it is, with all levers, and with all levers and
+    the perceptual weight compensated, per seed, scored at x4; each variant's mean gap to the recipe."""
     from facerestore.recipe import load_recipe
 
     adv = load_recipe(ROOT / RECIPE).loss_index("adversarial")
     # the recipe's adversarial term starts late, after a critic warm-up: so here, scaled to the run
     gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
            "train.scheduler='constant'", "train.warmup_steps=20"]
-    names, t0, trained, runs = ["recipe as it is", "all of the above"], time.perf_counter(), [], []
+    variants = {"recipe as it is": [], "all of the above": configs["all of the above"],
+                COMPENSATED: compensated(configs["all of the above"])}
+    t0, trained, runs = time.perf_counter(), [], []
     for seed in dict.fromkeys(args.seeds):
         # seed 0 is the recipe's own (no override, so the runs of earlier versions are reused)
-        for name in names:
-            sets = [*gan, *configs[name], *([f"train.seed={seed}"] if seed else [])]
+        for name, levers_ in variants.items():
+            sets = [*gan, *levers_, *([f"train.seed={seed}"] if seed else [])]
             ckpt, fresh = train_run(RECIPE, run_dir(args.runs, sets), sets, args.quality)
             runs.append((f"{name}, seed {seed}", ckpt))
             trained += [f"{name} (seed {seed})"] if fresh else []
     minutes = (time.perf_counter() - t0) / 60
     data, report = score_r4([c for _, c in runs], args.val, args.limit)
     rows = [score_row(n, m.values) for (n, _), m in zip(runs, report.models)]
-    gaps = [{k: b.values[k] - a.values[k] for k in ("psnr", "ssim", "lpips")}
-            for a, b in zip(report.models[::2], report.models[1::2])]
-    if len(gaps) > 1:
-        rows.append(score_row("levers minus recipe, mean over seeds",
+    n = len(variants)
+    for j, name in enumerate(list(variants)[1:], 1):
+        gaps = [{k: b.values[k] - a.values[k] for k in ("psnr", "ssim", "lpips")}
+                for a, b in zip(report.models[::n], report.models[j::n])]
+        rows.append(score_row(f"{name} minus recipe, mean over seeds",
                               {k: statistics.mean(g[k] for g in gaps) for k in gaps[0]}))
-    return ["", f"Equal images seen (`--quality {args.quality}`): both from scratch, {args.quality} steps x 16, "
+    return ["", f"Equal images seen (`--quality {args.quality}`): from scratch, {args.quality} steps x 16, "
             f"training seeds {', '.join(map(str, args.seeds))} (weights, data order, degradation), lr 2e-4 constant "
             f"after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
-            f"(its critic alone for the {args.quality // 8} steps before); trained now: "
+            f"(its critic alone for the {args.quality // 8} steps before); '{COMPENSATED}' adds "
+            f"{' '.join(f'`{s}`' for s in variants[COMPENSATED][len(configs['all of the above']):])}; trained now: "
             f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {len(data)} faces of "
             f"`{args.val}` at the recipe's x4, degradation seed 0 (by_scale's r4):",
             "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|", *rows]
