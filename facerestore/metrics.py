@@ -85,6 +85,27 @@ def mse(pred: Tensor, target: Tensor, weight: Optional[Tensor] = None) -> Tensor
     return torch.where(den > 0, num / den.clamp_min(1e-12), torch.full_like(num, float("nan")))
 
 
+def lattice_pattern(x: Tensor, period: int, weight: Optional[Tensor] = None) -> Tensor:
+    """The part of ``x`` locked to a ``period``-pixel lattice: ``(C, period, period)``.
+
+    ``x`` (B, C, H, W), H and W multiples of ``period``; ``weight`` (B, 1, H, W) >= 0 selects a
+    region (e.g. the occlusion). Each lattice phase's weighted mean over all cells *and all
+    images*, minus the mean over phases: texture, whose phase is random from face to face,
+    averages out, while what a space-to-depth / pixel-shuffle stage paints at the same sub-pixel
+    position everywhere (a 4-px grid) remains. All zeros for a lattice-free ``x``; zeros where
+    ``weight`` is empty.
+    """
+    b, c, h, w = x.shape
+    if h % period or w % period:
+        raise ValueError(f"size {h}x{w} is not a multiple of the period {period}")
+    wt = x.new_ones(b, 1, h, w) if weight is None else weight.to(x.dtype)
+    cells = (b, -1, h // period, period, w // period, period)
+    num = (x * wt).reshape(cells).sum((0, 2, 4))
+    den = wt.reshape(cells).sum((0, 2, 4)).clamp_min(1e-6)
+    means = num / den
+    return means - means.mean((-2, -1), keepdim=True)
+
+
 def _psnr_from_mse(m: Tensor, data_range: float) -> Tensor:
     # MSE 0 -> +inf dB (identical images), as skimage does.
     return 10.0 * torch.log10(data_range**2 / m)

@@ -83,6 +83,29 @@ def test_occluded_mean_counts_only_the_occluded_pixels():
     assert loss(torch.ones(2, 1, 8, 8), torch.zeros(2, 1, 8, 8)).item() == 0.0
 
 
+def test_lattice_loss_sees_a_pixel_shuffle_grid_under_the_mask_only():
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(8, 3, 64, 64, generator=g)
+    occ = torch.zeros(8, 1, 64, 64)
+    occ[..., 32:, :] = 1.0
+    grid = torch.zeros(1, 3, 4, 4)
+    grid[..., 0, 1] = 0.05
+    tiled = grid.repeat(1, 1, 16, 16)
+    for mode in ("l1", "l2"):
+        loss = create("loss", "lattice", mode=mode)
+        assert loss(target, target.clone(), occlusion=occ).item() == 0.0
+        with_grid = loss(target + tiled * occ, target, occlusion=occ).item()
+        # noise of the same amplitude, its phase random from pixel to pixel, costs far less
+        assert with_grid > 3 * loss(_noisy(target, 0.05) * occ + target * (1 - occ), target, occlusion=occ).item()
+        # a grid outside the occlusion is not this term's business; region "all" sees it
+        assert loss(target + tiled * (1 - occ), target, occlusion=occ).item() == pytest.approx(0.0, abs=1e-9)
+        assert create("loss", "lattice", mode=mode, region="all")(target + tiled * (1 - occ), target).item() > 0
+    # no occlusion map in the batch: nothing to weigh, no loss
+    assert create("loss", "lattice")(target + tiled, target).item() == 0.0
+    with pytest.raises(ValueError):
+        create("loss", "lattice", period=1)
+
+
 def test_face_prior_mse():
     from facerestore.landmarks import render_heatmaps, template_landmarks
 

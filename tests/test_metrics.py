@@ -133,6 +133,30 @@ def test_masked_mse_soft_weights():
     assert M.mse(pred, target, w).item() == pytest.approx(0.5)
 
 
+def test_lattice_pattern_finds_a_grid_and_ignores_texture():
+    from facerestore.metrics import lattice_pattern
+
+    g = torch.Generator().manual_seed(0)
+    texture = torch.rand(8, 3, 64, 64, generator=g) * 0.2
+    grid = torch.zeros(1, 3, 4, 4)
+    grid[..., 1, 2], grid[..., 3, 0] = 0.05, -0.03  # two sub-pixel offsets, repeated every 4 px
+    tiled = grid.repeat(1, 1, 16, 16)
+    # the grid is recovered exactly (minus its mean over the 16 phases), in every channel
+    found = lattice_pattern(tiled.expand(8, -1, -1, -1), 4)
+    assert torch.allclose(found, (grid - grid.mean((-2, -1), keepdim=True))[0], atol=1e-7)
+    # a constant, or an image whose content is not locked to the lattice, gives (almost) nothing
+    assert lattice_pattern(torch.full((2, 3, 8, 8), 0.7), 4).abs().max() < 1e-6
+    assert lattice_pattern(texture, 4).abs().max() < 0.01 < lattice_pattern(texture + tiled, 4).abs().max()
+    # weight selects a region: the grid only in the lower half is seen only there
+    lower = torch.zeros(8, 1, 64, 64)
+    lower[..., 32:, :] = 1
+    half = torch.where(lower.bool(), tiled, torch.zeros_like(tiled))
+    assert torch.allclose(lattice_pattern(half, 4, lower), found, atol=1e-7)
+    assert lattice_pattern(half, 4, 1 - lower).abs().max() < 1e-7
+    with pytest.raises(ValueError, match="multiple"):
+        lattice_pattern(torch.zeros(1, 3, 10, 12), 4)
+
+
 def test_landmark_nme_definition():
     q = torch.zeros(1, 68, 2)
     q[0, 36] = torch.tensor([10.0, 20.0])
