@@ -15,7 +15,7 @@ The levers are recipe settings a user can set with ``--set``:
 * bf16 autocast (``train.cpu_amp``), timed only on a CPU with native bf16 (AVX512-BF16/AMX).
 
 ``--quality STEPS`` then trains the recipe as it is, with all levers, and with all levers and each
-every-k perceptual term at k times its weight, from scratch, for each of
+every-k perceptual term at k times its weight, and with all levers but ``size = 64``, from scratch, for each of
 ``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
 seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its
 critic alone for the ``STEPS // 8`` steps before, as the recipe starts it late) and scores each
@@ -44,6 +44,7 @@ from train_speed import measure  # noqa: E402
 RECIPE = "recipes/jdsr_gan.toml"
 BEGIN, END = "<!-- train_levers:begin -->", "<!-- train_levers:end -->"
 COMPENSATED = "all levers, perceptual weight x every"
+FULL_SIZE = "all levers but the perceptual term at 128 px"
 
 
 def levers(bf16: bool) -> dict[str, list[str]]:
@@ -99,7 +100,8 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
     gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
            "train.scheduler='constant'", "train.warmup_steps=20"]
     variants = {"recipe as it is": [], "all of the above": configs["all of the above"],
-                COMPENSATED: compensated(configs["all of the above"])}
+                COMPENSATED: compensated(configs["all of the above"]),
+                FULL_SIZE: [x for x in configs["all of the above"] if ".size=" not in x]}
     t0, trained, runs = time.perf_counter(), [], []
     for seed in dict.fromkeys(args.seeds):
         # seed 0 is the recipe's own (no override, so the runs of earlier versions are reused)
