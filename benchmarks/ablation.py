@@ -5,6 +5,7 @@ way ``by_scale.py`` scores its r4 row (celeba/val degraded by the jdsr_gan recip
 from __future__ import annotations
 
 import hashlib
+import json
 import pathlib
 import subprocess
 import sys
@@ -33,19 +34,42 @@ def train_run(recipe: str, out: pathlib.Path, sets: list[str], steps: int) -> tu
     return ckpt, True
 
 
-def score_r4(ckpts: list[pathlib.Path], val: str, limit: int | None):
-    """``(paired data, report)``: PSNR, SSIM and LPIPS of each checkpoint's EMA generator at r4."""
+def score_r4(ckpts: list[pathlib.Path], val: str, limit: int | None) -> tuple[int, list[dict[str, float]]]:
+    """``(faces scored, PSNR/SSIM/LPIPS of each checkpoint's EMA generator at r4)``. Each score is
+    cached beside its checkpoint (``<ckpt>.r4.json``), keyed by the checkpoint's bytes, ``val`` and
+    ``limit``, so that adding a variant to an ablation scores only the new runs."""
     import torch
 
     from facerestore import evaluate as E
     from facerestore.recipe import load_recipe
     from by_scale import paired, protocols
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    recipe = load_recipe(ROOT / "recipes/jdsr_gan.toml")
-    data = paired(recipe, "r4", protocols(recipe)["r4"], val, limit, 0)
-    models = [E.adaptive_model(str(c), data.hq_size) for c in ckpts]
-    return data, E.evaluate(models, data, "cpu", batch_size=16, skip=["landmarks", "speed", "identity"], grid_faces=0)
+    keys = [{"sha256": hashlib.sha256(c.read_bytes()).hexdigest(), "val": val, "limit": limit} for c in ckpts]
+    cached = [_cached(c, k) for c, k in zip(ckpts, keys)]
+    todo = [i for i, v in enumerate(cached) if v is None]
+    if todo or not ckpts:
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        recipe = load_recipe(ROOT / "recipes/jdsr_gan.toml")
+        data = paired(recipe, "r4", protocols(recipe)["r4"], val, limit, 0)
+        models = [E.adaptive_model(str(ckpts[i]), data.hq_size) for i in todo]
+        report = E.evaluate(models, data, "cpu", batch_size=16, skip=["landmarks", "speed", "identity"],
+                            grid_faces=0)
+        for i, m in zip(todo, report.models):
+            cached[i] = {"faces": len(data), **{k: m.values[k] for k in ("psnr", "ssim", "lpips")}}
+            _cache_path(ckpts[i]).write_text(json.dumps({**keys[i], **cached[i]}))
+    return cached[0]["faces"] if cached else 0, cached
+
+
+def _cache_path(ckpt: pathlib.Path) -> pathlib.Path:
+    return ckpt.with_name(ckpt.name + ".r4.json")
+
+
+def _cached(ckpt: pathlib.Path, key: dict) -> dict[str, float] | None:
+    path = _cache_path(ckpt)
+    if not path.exists():
+        return None
+    entry = json.loads(path.read_text())
+    return entry if all(entry.get(k) == v for k, v in key.items()) else None
 
 
 def score_row(name: str, values: dict[str, float]) -> str:

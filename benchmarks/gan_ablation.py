@@ -57,18 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     ckpts = {w: finetune(pathlib.Path(args.runs) / f"adv_{w:g}", w, args) for w in (0.01, 0.0)}
     from facerestore import evaluate as E
 
-    data, report = score_r4(list(ckpts.values()), args.val, args.limit)
-    rows = [score_row(f"{'with' if w else 'without'} adversarial term ({w:g})", m.values)
-            for w, m in zip(ckpts, report.models)]
-    (a, b) = report.models
-    verdict = (f"adversarial term: LPIPS {a.values['lpips'] - b.values['lpips']:+.4f}, "
-               f"PSNR {a.values['psnr'] - b.values['psnr']:+.2f} dB")
+    faces, scores = score_r4(list(ckpts.values()), args.val, args.limit)
+    rows = [score_row(f"{'with' if w else 'without'} adversarial term ({w:g})", v)
+            for w, v in zip(ckpts, scores)]
+    (a, b) = scores
+    verdict = (f"adversarial term: LPIPS {a['lpips'] - b['lpips']:+.4f}, "
+               f"PSNR {a['psnr'] - b['psnr']:+.2f} dB")
     table = "\n".join([
         "## Adversarial term ablation (issue 14)", "",
         f"Command: `python benchmarks/gan_ablation.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {E.machine_description('cpu')}, "
         f"{(time.perf_counter() - t0) / 60:.1f} min. Two fine-tunes of `masked_any` from `{args.init}`, "
-        f"{args.steps} steps x 16, identical but for the adversarial weight; scored on {len(data)} faces of "
+        f"{args.steps} steps x 16, identical but for the adversarial weight; scored on {faces} faces of "
         f"`{args.val}` degraded by the jdsr_gan recipe at x4, seed 0 (by_scale's r4).", "",
         "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|", *rows, "", verdict, ""])
     print(table)

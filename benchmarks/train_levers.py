@@ -1,6 +1,7 @@
 """Training-throughput levers for the full `jdsr_gan` recipe (issue 14): what each one buys.
 
-    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--seeds 0,1,2] [--out docs/training.md]
+    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--seeds 0,1,2]
+        [--variants all,compensated,full-size,every-step] [--out docs/training.md]
 
 One full training step of ``recipes/jdsr_gan.toml`` with every loss on (adversarial included,
 generated faces, as ``train_speed.py``) is timed as the recipe is and with each lever alone, then
@@ -14,13 +15,15 @@ The levers are recipe settings a user can set with ``--set``:
 * the identity term every 2nd step;
 * bf16 autocast (``train.cpu_amp``), timed only on a CPU with native bf16 (AVX512-BF16/AMX).
 
-``--quality STEPS`` then trains the recipe as it is, with all levers, and with all levers and each
-every-k perceptual term at k times its weight, and with all levers but ``size = 64``, from scratch, for each of
+``--quality STEPS`` then trains the recipe as it is, with all levers, with all levers and each
+every-k perceptual term at k times its weight, with all levers but ``size = 64`` and with all levers
+but the every-4th perceptual terms (these two are timed too), from scratch, for each of
 ``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
 seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its
 critic alone for the ``STEPS // 8`` steps before, as the recipe starts it late) and scores each
 EMA generator on celeba/val at the recipe's x4 (``by_scale.py``'s r4): PSNR, SSIM, LPIPS, and
-each variant's mean difference to the recipe over the seeds. Writes a section of ``--out`` between markers.
+each variant's mean difference to the recipe over the seeds (``--variants`` picks some; scores are
+cached beside each checkpoint). Writes a section of ``--out`` between markers.
 """
 
 from __future__ import annotations
@@ -45,6 +48,9 @@ RECIPE = "recipes/jdsr_gan.toml"
 BEGIN, END = "<!-- train_levers:begin -->", "<!-- train_levers:end -->"
 COMPENSATED = "all levers, perceptual weight x every"
 FULL_SIZE = "all levers but the perceptual term at 128 px"
+EVERY_STEP = "all levers but the perceptual terms every step"
+#: ``--variants`` keys of the quality variants (the recipe as it is is always trained)
+VARIANTS = {"all": "all of the above", "compensated": COMPENSATED, "full-size": FULL_SIZE, "every-step": EVERY_STEP}
 
 
 def levers(bf16: bool) -> dict[str, list[str]]:
@@ -63,7 +69,10 @@ def levers(bf16: bool) -> dict[str, list[str]]:
            "identity every 2nd step": [f"loss.{i}.every=2" for i in at("identity")]}
     if bf16:
         out["bf16 autocast"] = ["train.cpu_amp=true"]
-    out["all of the above"] = [s for sets in list(out.values())[1:] for s in sets]
+    every = out["all of the above"] = [s for sets in list(out.values())[1:] for s in sets]
+    # left out one at a time: the two whose quality cost is in question (the 64-px and every-4th terms)
+    out[FULL_SIZE] = [x for x in every if ".size=" not in x]
+    out[EVERY_STEP] = [x for x in every if x not in out["perceptual terms every 4th step"]]
     return out
 
 
@@ -99,9 +108,8 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
     # the recipe's adversarial term starts late, after a critic warm-up: so here, scaled to the run
     gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
            "train.scheduler='constant'", "train.warmup_steps=20"]
-    variants = {"recipe as it is": [], "all of the above": configs["all of the above"],
-                COMPENSATED: compensated(configs["all of the above"]),
-                FULL_SIZE: [x for x in configs["all of the above"] if ".size=" not in x]}
+    every = {**configs, COMPENSATED: compensated(configs["all of the above"])}
+    variants = {"recipe as it is": [], **{VARIANTS[k]: every[VARIANTS[k]] for k in args.variants}}
     t0, trained, runs = time.perf_counter(), [], []
     for seed in dict.fromkeys(args.seeds):
         # seed 0 is the recipe's own (no override, so the runs of earlier versions are reused)
@@ -111,22 +119,30 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
             runs.append((f"{name}, seed {seed}", ckpt))
             trained += [f"{name} (seed {seed})"] if fresh else []
     minutes = (time.perf_counter() - t0) / 60
-    data, report = score_r4([c for _, c in runs], args.val, args.limit)
-    rows = [score_row(n, m.values) for (n, _), m in zip(runs, report.models)]
+    faces, scores = score_r4([c for _, c in runs], args.val, args.limit)
+    rows = [score_row(n, v) for (n, _), v in zip(runs, scores)]
     n = len(variants)
     for j, name in enumerate(list(variants)[1:], 1):
-        gaps = [{k: b.values[k] - a.values[k] for k in ("psnr", "ssim", "lpips")}
-                for a, b in zip(report.models[::n], report.models[j::n])]
+        gaps = [{k: b[k] - a[k] for k in ("psnr", "ssim", "lpips")} for a, b in zip(scores[::n], scores[j::n])]
         rows.append(score_row(f"{name} minus recipe, mean over seeds",
                               {k: statistics.mean(g[k] for g in gaps) for k in gaps[0]}))
     return ["", f"Equal images seen (`--quality {args.quality}`): from scratch, {args.quality} steps x 16, "
             f"training seeds {', '.join(map(str, args.seeds))} (weights, data order, degradation), lr 2e-4 constant "
             f"after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
             f"(its critic alone for the {args.quality // 8} steps before); '{COMPENSATED}' adds "
-            f"{' '.join(f'`{s}`' for s in variants[COMPENSATED][len(configs['all of the above']):])}; trained now: "
-            f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {len(data)} faces of "
+            f"{' '.join(f'`{s}`' for s in every[COMPENSATED][len(configs['all of the above']):])}; trained now: "
+            f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {faces} faces of "
             f"`{args.val}` at the recipe's x4, degradation seed 0 (by_scale's r4):",
             "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|", *rows]
+
+
+def timing_rows(configs: dict[str, list[str]], args) -> list[str]:
+    """Throughput table rows: each configuration's median images/s and its ratio to the recipe."""
+    runs = throughput(configs, args.steps, args.repeats)
+    base = runs["recipe as it is"]
+    return [f"| {name} | {statistics.median(v):.2f} | {statistics.median(x / b for x, b in zip(v, base)):.2f}x | "
+            f"{' '.join(f'{x:.2f}' for x in v)} | {' '.join(f'`{s}`' for s in configs[name]) or '-'} |"
+            for name, v in runs.items()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,10 +150,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=4,
                    help="timed steps per measurement, after 1 warm-up step; a multiple of 4 so that every "
                         "k-th-step term is timed at its share")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=3, help="timing rounds (0: no timing, --quality only)")
     p.add_argument("--quality", type=int, default=0, help="also train both ways for this many steps (0: no)")
     p.add_argument("--seeds", type=lambda v: [int(x) for x in v.split(",")], default=[0],
                    help="training seeds of the --quality pairs, comma-separated")
+    p.add_argument("--variants", type=lambda v: v.split(","), default=list(VARIANTS),
+                   help=f"quality variants beside the recipe, comma-separated from {','.join(VARIANTS)}")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--val", default="../shared/data/celeba/val")
     p.add_argument("--runs", default="runs/train_levers")
@@ -145,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.steps % 4:
         p.error("--steps must be a multiple of 4 (the levers' every = 2 and 4)")
+    if set(args.variants) - set(VARIANTS):
+        p.error(f"unknown --variants {sorted(set(args.variants) - set(VARIANTS))}; known: {', '.join(VARIANTS)}")
     os.chdir(ROOT)
     import torch
 
@@ -154,19 +174,19 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     configs = levers(cpu_has_bf16())
     t0, load = time.perf_counter(), os.getloadavg()[0]
-    runs = throughput(configs, args.steps, args.repeats)
-    base = runs["recipe as it is"]
-    rows = [f"| {name} | {statistics.median(v):.2f} | {statistics.median(x / b for x, b in zip(v, base)):.2f}x | "
-            f"{' '.join(f'{x:.2f}' for x in v)} | {' '.join(f'`{s}`' for s in configs[name]) or '-'} |"
-            for name, v in runs.items()]
+    rows = timing_rows(configs, args) if args.repeats else []
     when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
     command = shlex.join(sys.argv[1:] if argv is None else argv)
     lines = [f"Command: `python benchmarks/train_levers.py {command}`; {when}, "
-             f"{E.machine_description('cpu')}, load average at the start {load:.2f}, "
-             f"{(time.perf_counter() - t0) / 60:.1f} min; {args.steps} timed steps of batch 16 after 1 warm-up step, "
-             f"{args.repeats} rounds taken in turn; medians, the ratio the median of each round's; bf16 "
-             f"{'timed' if cpu_has_bf16() else 'not timed (this CPU has no native bf16)'}.", "",
-             "| configuration | images/s | vs the recipe | rounds | overrides |", "|---|---|---|---|---|", *rows]
+             f"{E.machine_description('cpu')}, load average at the start {load:.2f}"]
+    if rows:
+        lines[0] += (f", {(time.perf_counter() - t0) / 60:.1f} min; {args.steps} timed steps of batch 16 after 1 "
+                     f"warm-up step, {args.repeats} rounds taken in turn; medians, the ratio the median of each "
+                     f"round's; bf16 {'timed' if cpu_has_bf16() else 'not timed (this CPU has no native bf16)'}.")
+        lines += ["", "| configuration | images/s | vs the recipe | rounds | overrides |", "|---|---|---|---|---|",
+                  *rows]
+    else:
+        lines[0] += "; no timing (`--repeats 0`)."
     if args.quality:
         lines += quality(configs, args)
     table = "\n".join(lines)
