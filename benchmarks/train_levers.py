@@ -16,8 +16,9 @@ The levers are recipe settings a user can set with ``--set``:
 * bf16 autocast (``train.cpu_amp``), timed only on a CPU with native bf16 (AVX512-BF16/AMX).
 
 ``--quality STEPS`` then trains the recipe as it is, with all levers, with all levers and each
-every-k perceptual term at k times its weight, with all levers but ``size = 64`` and with all levers
-but the every-4th perceptual terms (these two are timed too), from scratch, for each of
+every-k perceptual term at k times its weight, with all levers but ``size = 64``, with all levers
+but the every-4th perceptual terms, and with that set but the critic every step (these three are
+timed too), from scratch, for each of
 ``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
 seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its
 critic alone for the ``STEPS // 8`` steps before, as the recipe starts it late) and scores each
@@ -49,8 +50,10 @@ BEGIN, END = "<!-- train_levers:begin -->", "<!-- train_levers:end -->"
 COMPENSATED = "all levers, perceptual weight x every"
 FULL_SIZE = "all levers but the perceptual term at 128 px"
 EVERY_STEP = "all levers but the perceptual terms every step"
+CRITIC_TOO = "perceptual (sr) at 64 px, identity every 2nd step, bf16"
 #: ``--variants`` keys of the quality variants (the recipe as it is is always trained)
-VARIANTS = {"all": "all of the above", "compensated": COMPENSATED, "full-size": FULL_SIZE, "every-step": EVERY_STEP}
+VARIANTS = {"all": "all of the above", "compensated": COMPENSATED, "full-size": FULL_SIZE, "every-step": EVERY_STEP,
+            "critic-too": CRITIC_TOO}
 
 
 def levers(bf16: bool) -> dict[str, list[str]]:
@@ -70,9 +73,10 @@ def levers(bf16: bool) -> dict[str, list[str]]:
     if bf16:
         out["bf16 autocast"] = ["train.cpu_amp=true"]
     every = out["all of the above"] = [s for sets in list(out.values())[1:] for s in sets]
-    # left out one at a time: the two whose quality cost is in question (the 64-px and every-4th terms)
+    # left out one at a time, to find where the LPIPS cost at equal images comes from
     out[FULL_SIZE] = [x for x in every if ".size=" not in x]
     out[EVERY_STEP] = [x for x in every if x not in out["perceptual terms every 4th step"]]
+    out[CRITIC_TOO] = [x for x in out[EVERY_STEP] if x not in out["adversarial + critic every 2nd step"]]
     return out
 
 
@@ -129,8 +133,9 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
     return ["", f"Equal images seen (`--quality {args.quality}`): from scratch, {args.quality} steps x 16, "
             f"training seeds {', '.join(map(str, args.seeds))} (weights, data order, degradation), lr 2e-4 constant "
             f"after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
-            f"(its critic alone for the {args.quality // 8} steps before); '{COMPENSATED}' adds "
-            f"{' '.join(f'`{s}`' for s in every[COMPENSATED][len(configs['all of the above']):])}; trained now: "
+            f"(its critic alone for the {args.quality // 8} steps before); "
+            + (f"'{COMPENSATED}' adds {' '.join(f'`{s}`' for s in every[COMPENSATED][len(configs['all of the above']):])}; "
+               if COMPENSATED in variants else "") + "trained now: "
             f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {faces} faces of "
             f"`{args.val}` at the recipe's x4, degradation seed 0 (by_scale's r4):",
             "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|", *rows]
