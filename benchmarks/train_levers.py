@@ -17,8 +17,8 @@ The levers are recipe settings a user can set with ``--set``:
 
 ``--quality STEPS`` then trains the recipe as it is, with all levers, with all levers and each
 every-k perceptual term at k times its weight, with all levers but ``size = 64``, with all levers
-but the every-4th perceptual terms, and with that set but the critic every step (these three are
-timed too), from scratch, for each of
+but the every-4th perceptual terms, and with that set but the critic every step or but bf16 (these
+four are timed too), from scratch, for each of
 ``--seeds`` (the same seed and data order for both), ``STEPS`` steps of 16 each (equal images
 seen; lr 2e-4 constant after 20 warm-up steps; the adversarial term from ``STEPS // 4``, its
 critic alone for the ``STEPS // 8`` steps before, as the recipe starts it late) and scores each
@@ -51,9 +51,10 @@ COMPENSATED = "all levers, perceptual weight x every"
 FULL_SIZE = "all levers but the perceptual term at 128 px"
 EVERY_STEP = "all levers but the perceptual terms every step"
 CRITIC_TOO = "perceptual (sr) at 64 px, identity every 2nd step, bf16"
+FP32 = "perceptual (sr) at 64 px, critic and identity every 2nd step, fp32"
 #: ``--variants`` keys of the quality variants (the recipe as it is is always trained)
 VARIANTS = {"all": "all of the above", "compensated": COMPENSATED, "full-size": FULL_SIZE, "every-step": EVERY_STEP,
-            "critic-too": CRITIC_TOO}
+            "critic-too": CRITIC_TOO, "fp32": FP32}
 
 
 def levers(bf16: bool) -> dict[str, list[str]]:
@@ -77,6 +78,7 @@ def levers(bf16: bool) -> dict[str, list[str]]:
     out[FULL_SIZE] = [x for x in every if ".size=" not in x]
     out[EVERY_STEP] = [x for x in every if x not in out["perceptual terms every 4th step"]]
     out[CRITIC_TOO] = [x for x in out[EVERY_STEP] if x not in out["adversarial + critic every 2nd step"]]
+    out[FP32] = [x for x in out[EVERY_STEP] if x != "train.cpu_amp=true"]
     return out
 
 
