@@ -47,7 +47,7 @@ def score_r4(ckpts: list[pathlib.Path], val: str, limit: int | None) -> tuple[in
     keys = [{"sha256": hashlib.sha256(c.read_bytes()).hexdigest(), "val": val, "limit": limit} for c in ckpts]
     cached = [_cached(c, k) for c, k in zip(ckpts, keys)]
     todo = [i for i, v in enumerate(cached) if v is None]
-    if todo or not ckpts:
+    if todo:
         torch.set_num_threads(min(2, torch.get_num_threads()))
         recipe = load_recipe(ROOT / "recipes/jdsr_gan.toml")
         data = paired(recipe, "r4", protocols(recipe)["r4"], val, limit, 0)

@@ -1,7 +1,7 @@
 """Training-throughput levers for the full `jdsr_gan` recipe (issue 14): what each one buys.
 
     .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--seeds 0,1,2]
-        [--variants all,compensated,full-size,every-step] [--out docs/training.md]
+        [--variants all,compensated,full-size,every-step,critic-too,fp32] [--out docs/training.md]
 
 One full training step of ``recipes/jdsr_gan.toml`` with every loss on (adversarial included,
 generated faces, as ``train_speed.py``) is timed as the recipe is and with each lever alone, then
@@ -73,26 +73,30 @@ def levers(bf16: bool) -> dict[str, list[str]]:
            "identity every 2nd step": [f"loss.{i}.every=2" for i in at("identity")]}
     if bf16:
         out["bf16 autocast"] = ["train.cpu_amp=true"]
-    every = out["all of the above"] = [s for sets in list(out.values())[1:] for s in sets]
+    all_ = out["all of the above"] = [s for sets in list(out.values())[1:] for s in sets]
+
+    def but(sets: list[str], lever: str) -> list[str]:
+        return [x for x in sets if x not in out.get(lever, [])]
+
     # left out one at a time, to find where the LPIPS cost at equal images comes from
-    out[FULL_SIZE] = [x for x in every if ".size=" not in x]
-    out[EVERY_STEP] = [x for x in every if x not in out["perceptual terms every 4th step"]]
-    out[CRITIC_TOO] = [x for x in out[EVERY_STEP] if x not in out["adversarial + critic every 2nd step"]]
-    out[FP32] = [x for x in out[EVERY_STEP] if x != "train.cpu_amp=true"]
+    out[FULL_SIZE] = but(all_, "perceptual (sr) at 64 px")
+    out[EVERY_STEP] = but(all_, "perceptual terms every 4th step")
+    out[CRITIC_TOO] = but(out[EVERY_STEP], "adversarial + critic every 2nd step")
+    out[FP32] = but(out[EVERY_STEP], "bf16 autocast")
     return out
 
 
 def compensated(all_levers: list[str]) -> list[str]:
-    """All levers, each every-k perceptual term at k times its weight: the recipe's expected gradient
-    per step, so that texture is not given up only because the term is weighted less often."""
+    """The weights that put each every-k perceptual term of ``all_levers`` at k times its weight: the
+    recipe's expected gradient per step, so that texture is not given up only because the term is
+    weighted less often."""
     from facerestore.recipe import load_recipe
 
     losses, every = load_recipe(ROOT / RECIPE).losses, {}
     for s in all_levers:
         if ".every=" in s:
             every[int(s.split(".")[1])] = int(s.split("=")[1])
-    return [*all_levers, *(f"loss.{i}.weight={losses[i].weight * k:g}" for i, k in every.items()
-                           if losses[i].type == "perceptual")]
+    return [f"loss.{i}.weight={losses[i].weight * k:g}" for i, k in every.items() if losses[i].type == "perceptual"]
 
 
 def throughput(configs: dict[str, list[str]], steps: int, repeats: int) -> dict[str, list[float]]:
@@ -114,8 +118,9 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
     # the recipe's adversarial term starts late, after a critic warm-up: so here, scaled to the run
     gan = [f"loss.{adv}.start={args.quality // 4}", f"train.d_warmup={args.quality // 8}", "train.lr=2e-4",
            "train.scheduler='constant'", "train.warmup_steps=20"]
-    every = {**configs, COMPENSATED: compensated(configs["all of the above"])}
-    variants = {"recipe as it is": [], **{VARIANTS[k]: every[VARIANTS[k]] for k in args.variants}}
+    weights = compensated(configs["all of the above"])
+    known = {**configs, COMPENSATED: [*configs["all of the above"], *weights]}
+    variants = {"recipe as it is": [], **{VARIANTS[k]: known[VARIANTS[k]] for k in args.variants}}
     t0, trained, runs = time.perf_counter(), [], []
     for seed in dict.fromkeys(args.seeds):
         # seed 0 is the recipe's own (no override, so the runs of earlier versions are reused)
@@ -136,8 +141,8 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
             f"training seeds {', '.join(map(str, args.seeds))} (weights, data order, degradation), lr 2e-4 constant "
             f"after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
             f"(its critic alone for the {args.quality // 8} steps before); "
-            + (f"'{COMPENSATED}' adds {' '.join(f'`{s}`' for s in every[COMPENSATED][len(configs['all of the above']):])}; "
-               if COMPENSATED in variants else "") + "trained now: "
+            + (f"'{COMPENSATED}' adds {' '.join(f'`{s}`' for s in weights)}; " if COMPENSATED in variants else "")
+            + "trained now: "
             f"{', '.join(trained) or 'none (cached runs)'} ({minutes:.1f} min). Scored on {faces} faces of "
             f"`{args.val}` at the recipe's x4, degradation seed 0 (by_scale's r4):",
             "", "| run | PSNR | SSIM | LPIPS |", "|---|---|---|---|", *rows]
