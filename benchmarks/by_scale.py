@@ -11,7 +11,10 @@ with seed 0 (batches of 32 on the CPU), keeping the low-resolution input at 128 
 * ``r1 masked``: the jdsr_gan recipe's mask only (MaskTheFace templates half the time);
 * ``r2 / r4 / r8``: the jdsr_gan recipe's degradation (mask, blur 0.2-1.5, bicubic downscale by r,
   noise <= 0.03, JPEG 40-95 half the time); r4 is that recipe exactly;
-* ``paper x4``: MaskTheFace templates only, bicubic x4 only, no blur/noise/JPEG.
+* ``paper x4``: MaskTheFace templates only, bicubic x4 only, no blur/noise/JPEG;
+* ``r4 dark`` / ``r4 grey``: r4 on an underexposed face (``photometric``: gain 0.3-0.5, gamma
+  1-1.3, saturation 0.6-1) or a black-and-white one, ground truth alike: real photos are darker
+  and greyer than CelebA's portraits.
 
 Models see each input the way ``restore`` feeds them (``Restorer.run_model``: resized to the
 model's own input size), outputs are scored at 128 px and rounded to 8 bits. ``input (bicubic)`` is
@@ -58,8 +61,12 @@ def protocols(recipe) -> dict[str, list[dict]]:
         return out
 
     paper_mask = [{**copy.deepcopy(mask[0]), "template_prob": 1.0}]
+    neutral = {"type": "photometric", "p": 1.0, "gain": [1.0, 1.0], "gamma": [1.0, 1.0], "contrast": [1.0, 1.0],
+               "saturation": [1.0, 1.0], "hue": [0.0, 0.0], "gray_prob": 0.0}
+    dark = {**neutral, "gain": [0.3, 0.5], "gamma": [1.0, 1.3], "saturation": [0.6, 1.0]}
     return {"r1 clean": [], "r1 masked": copy.deepcopy(mask), "r2": at(2), "r4": at(4), "r8": at(8),
-            "paper x4": paper_mask + [{"type": "downscale", "scale": 4, "mode": "bicubic"}]}
+            "paper x4": paper_mask + [{"type": "downscale", "scale": 4, "mode": "bicubic"}],
+            "r4 dark": [dark, *at(4)], "r4 grey": [{**neutral, "gray_prob": 1.0}, *at(4)]}
 
 
 def paired(recipe, name: str, chain: list[dict], val: str, limit: int | None, seed: int):

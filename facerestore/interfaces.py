@@ -48,7 +48,8 @@ __all__ = [
 class DegradationBatch:
     """What a degradation pipeline carries from a clean HQ face to a training pair.
 
-    ``hq``        (B, 3, H, W)  the clean target, never modified by degradations.
+    ``hq``        (B, 3, H, W)  the clean target: no corruption touches it; only a step that changes
+                  the face itself (``photometric``: lighting, colour) changes it, lq and clean alike.
     ``lq``        (B, 3, h, w)  the degraded input being built (starts as a copy of ``hq``).
     ``clean``     (B, 3, h, w)  the same geometry/resolution as ``lq`` without the occlusion and
                   without the corruptions (noise, JPEG): the denoising-stage target.

@@ -237,6 +237,18 @@ def _cmyk_to_rgb(img):
     return img.convert("RGB")
 
 
+#: ITU-R BT.601 luma weights: the one rule for the grey of a colour image
+LUMA = (0.299, 0.587, 0.114)
+
+
+def luma(x: Tensor, dim: int = -3) -> Tensor:
+    """Luminance of RGB ``x`` along ``dim`` (the channels: -3 for ``(3, H, W)`` and ``(B, 3, H, W)``,
+    -1 for channels-last arrays), kept as a size-1 dimension. Works on numpy arrays too."""
+    r, g, b = (x.take(i, axis=dim) if isinstance(x, np.ndarray) else x.select(dim, i) for i in range(3))
+    y = LUMA[0] * r + LUMA[1] * g + LUMA[2] * b
+    return np.expand_dims(y, dim) if isinstance(y, np.ndarray) else y.unsqueeze(dim)
+
+
 def to_uint8(tensor: Tensor) -> np.ndarray:
     """(3, H, W) or (1, H, W) float [0, 1] -> (H, W, C) uint8, rounded."""
     from .data import to_uint8 as quantize8
@@ -271,7 +283,7 @@ def write_image(path: str | os.PathLike[str], tensor: Tensor, alpha: Optional[Te
         t, grayscale = t.expand(3, -1, -1), True
     keep_alpha = alpha is not None and fmt in ("PNG", "WEBP", "TIFF")
     if grayscale:
-        lum = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).clamp(0, 1)
+        lum = luma(t)[0].clamp(0, 1)
         if bits == 16 and fmt in ("PNG", "TIFF") and not keep_alpha:
             img = Image.fromarray((lum * 65535).round().to(torch.int32).numpy().astype(np.uint16))
         else:

@@ -21,6 +21,7 @@ from torch import Tensor
 
 from . import align
 from .interfaces import Detection
+from .io import luma
 
 #: Laplacian variance of a grey 128 px aligned face below which it is called blurred: about the
 #: 0.5th percentile of celeba/train (5th percentile 37e-4, median 106e-4; measured on 150 faces)
@@ -51,7 +52,7 @@ class PrepareResult:
 def sharpness(face: Tensor) -> float:
     """Variance of the Laplacian of the grey face ``(3, S, S)`` resized to 128 px."""
     x = F.interpolate(face[None].float(), size=(128, 128), mode="area")[0]
-    g = (0.299 * x[0] + 0.587 * x[1] + 0.114 * x[2])[None, None]
+    g = luma(x)[None]
     lap = torch.tensor([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]]).view(1, 1, 3, 3)
     return float(F.conv2d(g, lap).var())
 

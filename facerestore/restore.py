@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from . import align
 from .interfaces import Detection, FaceDetector
 from .data import to_uint8
+from .io import luma
 from .device import resolve_device
 from .defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
 from .zoo import model_geometry, resolve_model
@@ -394,7 +395,7 @@ def _from_numpy(image: np.ndarray) -> tuple[Tensor, Any]:
     def back(out: Tensor) -> np.ndarray:
         res = out.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
         if image.ndim == 2 or image.shape[2] == 1:
-            res = (0.299 * res[..., :1] + 0.587 * res[..., 1:2] + 0.114 * res[..., 2:3])
+            res = luma(res, dim=-1)
             res = res[..., 0] if image.ndim == 2 else res
         if alpha is not None:
             a = torch.from_numpy(alpha.astype(np.float32) / scale).permute(2, 0, 1)

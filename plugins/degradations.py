@@ -23,6 +23,7 @@ from torch import Tensor
 
 from facerestore.errors import RecipeError
 from facerestore.interfaces import Degradation, DegradationBatch, LinearMap
+from facerestore.io import LUMA, luma
 
 Range = tuple[float, float]
 
@@ -103,6 +104,65 @@ def _both(batch: DegradationBatch, fn) -> tuple[Tensor, Tensor]:
     """Apply the same per-sample operation to ``lq`` and ``clean`` in one call."""
     stacked = fn(torch.cat([batch.lq, batch.clean], 1))
     return stacked[:, :3], stacked[:, 3:]
+
+
+# --------------------------------------------------------------------------------------------
+# Lighting and colour of the face itself (hq, lq and clean alike)
+# --------------------------------------------------------------------------------------------
+def _rotate_hue(x: Tensor, turns: Tensor) -> Tensor:
+    """Rotate the chroma of (B, 3, H, W) RGB by ``turns`` (B,) of a full circle, luminance kept
+    (a rotation in YIQ's I-Q plane: one 3x3 matrix per sample, no HSV round trip)."""
+    to_yiq = x.new_tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+    a = turns.to(x) * 2 * math.pi
+    c, s, one, zero = a.cos(), a.sin(), torch.ones_like(a), torch.zeros_like(a)
+    rot = torch.stack([one, zero, zero, zero, c, -s, zero, s, c], 1).view(-1, 3, 3)
+    m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (B, 3, 3)
+    return torch.einsum("bij,bjhw->bihw", m, x)
+
+
+class Photometric(Degradation):
+    """Exposure, gamma, contrast, saturation, hue and greyscale of the face itself: a dark, pale,
+    tinted or black-and-white photo, with its ground truth alike (an augmentation, the one step
+    that changes ``hq``). Put it first, so that every later step sees the changed face; a mask
+    drawn after it keeps its own colours.
+
+    Real photos are darker, greyer and more tinted than CelebA's portraits, and a model that never
+    saw a dark face takes a black mask on one for shadow (``rmfd_dev``). Per sample with
+    probability ``p``: ``gain`` (multiplies), ``gamma`` (``x ** gamma``), ``contrast`` and
+    ``saturation`` (about the luminance mean / the pixel's own luminance, 1 = unchanged), ``hue``
+    (turns of the colour circle), then grey with probability ``gray_prob``."""
+
+    def __init__(self, gain: Range = (0.5, 1.2), gamma: Range = (0.8, 1.4), contrast: Range = (0.7, 1.2),
+                 saturation: Range = (0.4, 1.3), hue: Range = (-0.04, 0.04), gray_prob: float = 0.1,
+                 p: float = 0.3):
+        self.gain = check_range("gain", gain, 0.0, 4.0)
+        self.gamma = check_range("gamma", gamma, 0.1, 10.0)
+        self.contrast = check_range("contrast", contrast, 0.0, 4.0)
+        self.saturation = check_range("saturation", saturation, 0.0, 4.0)
+        self.hue = check_range("hue", hue, -0.5, 0.5)
+        self.gray_prob = check_prob("gray_prob", gray_prob)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        b, dev = batch.hq.shape[0], batch.hq.device
+        applied = bernoulli(generator, b, self.p, dev)
+        draws = {k: uniform(generator, b, getattr(self, k), dev)
+                 for k in ("gain", "gamma", "contrast", "saturation", "hue")}
+        gray = bernoulli(generator, b, self.gray_prob, dev) & applied
+        extras = _record(batch, "photometric", applied, **draws, gray=gray)
+        if not bool(applied.any()):
+            return batch.replace(extras=extras)
+        v = {k: t.view(-1, 1, 1, 1) for k, t in draws.items()}
+
+        def change(x: Tensor) -> Tensor:
+            y = (x.clamp(0, 1) * v["gain"]).clamp(0, 1) ** v["gamma"]
+            mean = luma(y).mean((2, 3), keepdim=True)
+            y = mean + v["contrast"] * (y - mean)
+            y = _rotate_hue(luma(y) + v["saturation"] * (y - luma(y)), draws["hue"])
+            y = torch.where(gray.view(-1, 1, 1, 1), luma(y).expand_as(y), y)
+            return _select(applied, y.clamp(0, 1), x)
+
+        return batch.replace(hq=change(batch.hq), lq=change(batch.lq), clean=change(batch.clean), extras=extras)
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +394,7 @@ class PoissonNoise(Degradation):
         noisy = torch.poisson(x.clamp(0, 1) * pk, generator=generator) / pk
         noise = noisy - x
         # grey shot noise: the luminance noise added to every channel
-        lum = (0.299 * noise[:, :1] + 0.587 * noise[:, 1:2] + 0.114 * noise[:, 2:])
+        lum = luma(noise)
         noise = torch.where(gray.view(-1, 1, 1, 1), lum.expand_as(noise), noise)
         out = (x + noise).clamp(0, 1)
         return batch.replace(lq=_select(applied, out, x),
@@ -395,6 +455,7 @@ class KeepSharp(Degradation):
 
 
 def register(registry) -> None:
+    registry.register("degradation", "photometric", Photometric)
     registry.register("degradation", "gaussian_blur", GaussianBlur)
     registry.register("degradation", "motion_blur", MotionBlur)
     registry.register("degradation", "downscale", Downscale)

@@ -36,7 +36,7 @@ def run(specs, hq, seed=0, landmarks=None):
 def test_all_names_registered():
     names = set(default_registry().names("degradation"))
     assert {"procedural_mask", "template_mask", "random_mask", "gaussian_blur", "motion_blur", "downscale",
-            "gaussian_noise", "poisson_noise", "jpeg"} <= names
+            "gaussian_noise", "poisson_noise", "jpeg", "photometric"} <= names
 
 
 def test_deterministic_for_a_seed():
@@ -64,6 +64,8 @@ RANGES = [
     ("gaussian_noise", {"sigma": [0.01, 0.02]}, ["sigma"], (0.01, 0.02)),
     ("poisson_noise", {"peak": [50.0, 80.0]}, ["peak"], (50.0, 80.0)),
     ("jpeg", {"quality": [40.0, 60.0]}, ["quality"], (40.0, 60.0)),
+    ("photometric", {"p": 1.0, "gain": [0.4, 0.6]}, ["gain"], (0.4, 0.6)),
+    ("photometric", {"p": 1.0, "hue": [-0.1, 0.05]}, ["hue"], (-0.1, 0.05)),
 ]
 
 
@@ -97,11 +99,47 @@ def test_blur_strength_follows_sigma():
 
 def test_probability_zero_is_identity():
     hq = faces(4)
-    for name in ("gaussian_blur", "motion_blur", "gaussian_noise", "poisson_noise", "jpeg"):
+    for name in ("gaussian_blur", "motion_blur", "gaussian_noise", "poisson_noise", "jpeg", "photometric"):
         r = run([{"type": name, "p": 0.0}], hq)
         assert torch.equal(r.lq, hq), name
         recorded = [v for k, v in r.extras.items() if k.startswith(f"{name}.")]
         assert recorded and all(torch.isnan(v).all() for v in recorded), "skipped samples record NaN"
+
+
+def test_photometric_changes_the_face_itself_target_included():
+    """A lighting change is not a corruption to undo: hq, lq and clean all take it, per sample."""
+    hq = faces(32, seed=2)
+    r = run([{"type": "photometric", "p": 0.5}], hq)
+    applied = ~torch.isnan(r.extras["photometric.gain"])
+    assert 0 < int(applied.sum()) < 32
+    assert torch.equal(r.hq, r.lq) and torch.equal(r.hq, r.clean)
+    assert torch.equal(r.hq[~applied], hq[~applied]), "skipped samples are untouched"
+    assert ((r.hq[applied] - hq[applied]).abs().flatten(1).amax(1) > 0.01).all()
+    assert r.hq.min() >= 0 and r.hq.max() <= 1
+
+
+def test_photometric_each_knob_does_what_it_says():
+    hq = faces(8, seed=4) * 0.8 + 0.1
+
+    def one(x=hq, **params):
+        fixed = {"gain": [1.0, 1.0], "gamma": [1.0, 1.0], "contrast": [1.0, 1.0], "saturation": [1.0, 1.0],
+                 "hue": [0.0, 0.0], "gray_prob": 0.0, "p": 1.0}
+        return run([{"type": "photometric", **{**fixed, **params}}], x).hq
+
+    assert torch.allclose(one(), hq, atol=1e-5), "all knobs at 1 (hue 0) leave the face as it is"
+    assert torch.allclose(one(gain=[0.5, 0.5]), hq * 0.5, atol=1e-5)
+    assert torch.allclose(one(gamma=[2.0, 2.0]), hq ** 2, atol=1e-5)
+    grey = one(gray_prob=1.0)
+    assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
+    assert torch.allclose(one(saturation=[0.0, 0.0]), grey, atol=1e-5), "no saturation is the grey photo"
+    flat = one(contrast=[0.0, 0.0])
+    assert flat.flatten(2).std(2).max() < 0.05, "no contrast leaves each channel near its mean"
+    from facerestore.io import luma
+
+    skin = luma(hq) + 0.3 * (hq - luma(hq))  # colours of faces, well inside the gamut
+    turned = one(skin, hue=[0.25, 0.25])
+    assert torch.allclose(luma(turned), luma(skin), atol=1e-4), "a hue turn keeps the luminance"
+    assert (turned - skin).abs().mean() > 0.01
 
 
 def test_jpeg_quality_orders_error():
@@ -126,6 +164,8 @@ def test_bad_ranges_are_recipe_errors():
         create("degradation", "gaussian_blur", sigma=[2.0, 1.0])
     with pytest.raises(RecipeError, match="quality"):
         create("degradation", "jpeg", quality=[0.0, 120.0])
+    with pytest.raises(RecipeError, match="gamma"):
+        create("degradation", "photometric", gamma=[0.0, 1.0])
     with pytest.raises(RecipeError, match="degradation\\[1\\]"):
         build_pipeline([{"type": "downscale"}, {"type": "no_such_step"}])
 

@@ -247,6 +247,20 @@ def test_trains_from_an_image_folder(reg, tmp_path):
     assert result.step == 2 and result.best_psnr is not None
 
 
+def test_validation_targets_are_the_faces_a_photometric_step_changed(reg, tmp_path):
+    """A step that changes the face itself (lighting, grey) changes the target too: validation
+    must score against the degraded batch's ``hq``, not the face as read."""
+    from facerestore.degrade import build_pipeline
+    from facerestore.train.validation import build_validation_set
+    from test_train_helpers import write_images
+
+    recipe = tiny_recipe(reg)
+    recipe.data.val = str(write_images(tmp_path / "val", 4, 20, seed=1))
+    grey = {"type": "photometric", "p": 1.0, "gray_prob": 1.0}
+    val = build_validation_set(recipe, [*build_pipeline([grey]), *build_pipeline(recipe.degradation, reg)])
+    assert torch.allclose(val.hq[:, 0], val.hq[:, 1]) and torch.allclose(val.hq[:, 1], val.hq[:, 2])
+
+
 # ----------------------------------------------------------------------------------------------
 # code-health fixes (issue 17)
 # ----------------------------------------------------------------------------------------------

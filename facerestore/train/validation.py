@@ -43,11 +43,13 @@ def build_validation_set(recipe, pipeline) -> ValidationSet | None:
     hq, landmarks = collate([ds[i] for i in idx])
     hq = to_float(hq, torch.device("cpu"))
     gen = torch.Generator().manual_seed(recipe.data.val_seed)
-    lqs = []
+    lqs, hqs = [], []
     for start in range(0, n, 32):
         lm = landmarks[start:start + 32] if landmarks is not None else None
-        lqs.append(degrade(pipeline, hq[start:start + 32], lm, gen).lq)
-    return ValidationSet(torch.cat(lqs), hq, recipe.data.val)
+        batch = degrade(pipeline, hq[start:start + 32], lm, gen)
+        lqs.append(batch.lq)
+        hqs.append(batch.hq)  # the target: a photometric step changes the face itself
+    return ValidationSet(torch.cat(lqs), torch.cat(hqs), recipe.data.val)
 
 
 @torch.no_grad()
