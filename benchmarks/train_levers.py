@@ -137,6 +137,9 @@ def quality(configs: dict[str, list[str]], args) -> list[str]:
         gaps = [{k: b[k] - a[k] for k in ("psnr", "ssim", "lpips")} for a, b in zip(scores[::n], scores[j::n])]
         rows.append(score_row(f"{name} minus recipe, mean over seeds",
                               {k: statistics.mean(g[k] for g in gaps) for k in gaps[0]}))
+        if len(gaps) >= 3:  # is the mean gap more than run-to-run spread?
+            rows.append(score_row(f"{name} minus recipe, standard error of that mean ({len(gaps)} seeds)",
+                                  {k: statistics.stdev(g[k] for g in gaps) / len(gaps) ** 0.5 for k in gaps[0]}))
     return ["", f"Equal images seen (`--quality {args.quality}`): from scratch, {args.quality} steps x 16, "
             f"training seeds {', '.join(map(str, args.seeds))} (weights, data order, degradation), lr 2e-4 constant "
             f"after 20 warm-up steps, the adversarial term from step {args.quality // 4} "
