@@ -3,7 +3,11 @@ each detected face cropped from the input and from the output, side by side, to 
 whether masks are gone without ghosting. The photos may not be redistributed, so the sheet is
 written under ``runs/`` (git-ignored), never into docs/.
 
-    .venv/bin/python benchmarks/rmfd_sheet.py [--model NAME] [--count 40] [--out runs/rmfd_sheet.png]
+    .venv/bin/python benchmarks/rmfd_sheet.py [--model NAME ...] [--occlusion] [--count 40] [--out runs/rmfd_sheet.png]
+
+``--model`` repeated puts each model's output beside the input (faces found once, by the first
+model's detector, so the columns are the same faces); ``--occlusion`` adds each model's occlusion
+estimate of the aligned face (white = taken for a mask), where a mask left on a face shows why.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ def crop(img, box, size: int = 112):
 
 def main() -> int:
     import torch
+    import torch.nn.functional as F
 
     from facerestore.defaults import DEFAULT_MODEL
     from facerestore.io import iter_inputs, read_image, write_image
@@ -37,7 +42,8 @@ def main() -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", default=str(ROOT.parent / "shared/data/scenes/rmfd_dev"))
-    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("--model", action="append", help=f"repeatable (default: {DEFAULT_MODEL})")
+    p.add_argument("--occlusion", action="store_true", help="add each model's occlusion estimate")
     p.add_argument("--detector", default=None)
     p.add_argument("--count", type=int, default=40, help="photos, evenly spaced in sorted order")
     p.add_argument("--columns", type=int, default=6, help="face pairs per row")
@@ -45,14 +51,23 @@ def main() -> int:
     args = p.parse_args()
     files = [it.path for it in iter_inputs([args.data]) if not it.error]
     step = max(1, len(files) // args.count)
-    r = Restorer.from_pretrained(args.model, device="cpu", **({"detector": args.detector} if args.detector else {}))
+    extra = {"detector": args.detector} if args.detector else {}
+    restorers = [Restorer.from_pretrained(m, device="cpu", **extra) for m in args.model or [DEFAULT_MODEL]]
     tiles = []
     for path in files[::step][: args.count]:
         img, _ = read_image(path)
-        res = r.restore_many([img])[0]
-        for f in res.faces:
-            if f.restored:
-                tiles.append(torch.cat([crop(img, f.box), crop(res.image, f.box)], -1))
+        det = restorers[0].detector.detect([img])
+        results = [r.restore_many([img], det)[0] for r in restorers]
+        faces = [i for i, f in enumerate(results[0].faces) if f.restored]
+        for k, i in enumerate(faces):
+            box = results[0].faces[i].box
+            row = [crop(img, box)]
+            for r, res in zip(restorers, results):
+                row.append(crop(res.image, box))
+                if args.occlusion:
+                    occ = r.run_model(res.aligned[k:k + 1])[1][0]
+                    row.append(F.interpolate(occ[None], size=row[0].shape[-2:], mode="area")[0].expand(3, -1, -1))
+            tiles.append(torch.cat(row, -1))
     if not tiles:
         print("no face restored")
         return 1
