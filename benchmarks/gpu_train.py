@@ -72,9 +72,11 @@ def make_shard(data: pathlib.Path, out: pathlib.Path, val_count: int = 64) -> No
 def train_cmd(root: pathlib.Path, out: pathlib.Path, steps: int, args) -> list[str]:
     from facerestore.recipe import load_recipe
 
-    adv = load_recipe(ROOT / RECIPE).loss_index("adversarial")
+    recipe = load_recipe(ROOT / RECIPE)
+    adv = recipe.loss_index("adversarial")
+    mask = next(i for i, s in enumerate(recipe.degradation) if s["type"] == "random_mask")
     sets = {"data.train": json.dumps([str(root / "faces")]), "data.val": json.dumps(str(root / "val")),
-            "degradation.0.folder": json.dumps(str(root / "masks")), "data.workers": str(args.workers),
+            f"degradation.{mask}.folder": json.dumps(str(root / "masks")), "data.workers": str(args.workers),
             "train.batch_size": str(args.batch), "train.lr": str(args.lr), "train.steps": str(steps),
             "train.warmup_steps": str(min(200, steps // 10)), "train.init": json.dumps(args.init),
             f"loss.{adv}.weight": "0.01" if args.adversarial else "0.0", f"loss.{adv}.start": str(steps // 8),

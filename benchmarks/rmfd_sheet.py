@@ -46,7 +46,7 @@ def main() -> int:
     p.add_argument("--occlusion", action="store_true", help="add each model's occlusion estimate")
     p.add_argument("--detector", default=None)
     p.add_argument("--count", type=int, default=40, help="photos, evenly spaced in sorted order")
-    p.add_argument("--columns", type=int, default=6, help="face pairs per row")
+    p.add_argument("--columns", type=int, default=6, help="faces per row")
     p.add_argument("--out", default="runs/rmfd_sheet.png")
     args = p.parse_args()
     files = [it.path for it in iter_inputs([args.data]) if not it.error]
@@ -59,6 +59,8 @@ def main() -> int:
         det = restorers[0].detector.detect([img])
         results = [r.restore_many([img], det)[0] for r in restorers]
         faces = [i for i, f in enumerate(results[0].faces) if f.restored]
+        if any([i for i, f in enumerate(res.faces) if f.restored] != faces for res in results[1:]):
+            raise SystemExit(f"{path}: the models restore different faces (--min-score?); compare them one by one")
         for k, i in enumerate(faces):
             box = results[0].faces[i].box
             row = [crop(img, box)]

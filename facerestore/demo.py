@@ -49,13 +49,14 @@ def load_photo(path: str | None) -> tuple[torch.Tensor, str]:
 
 def degradation_for(recipe) -> list[dict]:
     """The model's own degradation (a mask always; any-scale models at x4), minus template masks
-    when their folder is not on this machine."""
+    when their folder is not on this machine and minus lighting changes (the demo shows the face
+    as it was read beside the restored one)."""
     if recipe is None:
         return FALLBACK_DEGRADATION
     specs = []
     for spec in recipe.degradation:
         spec = dict(spec)
-        if spec.get("type") == "template_mask":
+        if spec.get("type") in ("template_mask", "photometric"):
             continue
         if spec.get("type") == "random_downscale":  # an any-scale model: show it a 32 px face (x4)
             spec = {"type": "downscale", "scale": 4, "mode": "bicubic"}

@@ -1,4 +1,4 @@
-"""Built-in degradations: blur, downscale, noise and JPEG, batched on the batch's device.
+"""Built-in degradations: lighting, blur, downscale, noise and JPEG, batched on the batch's device.
 
 Every step draws its random parameters per sample from the ``torch.Generator`` it is given, from
 ``[low, high]`` ranges set in the recipe, and applies them to the whole batch at once (grouped
@@ -7,7 +7,7 @@ convolutions, per-sample kernels, per-sample JPEG quality): no Python loop over 
 
 Geometry-changing steps (blur, downscale) transform ``lq`` and ``clean`` with the same per-sample
 parameters, so the denoising target stays aligned with the input; corruptions (noise, JPEG) touch
-``lq`` only. Each step records the parameters it drew in ``batch.extras`` (``"<name>.<param>"``,
+``lq`` only. ``photometric`` (first in a chain) changes the face itself: ``hq``, ``lq`` and ``clean``. Each step records the parameters it drew in ``batch.extras`` (``"<name>.<param>"``,
 NaN where the step was skipped) so tests and users can check them.
 """
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from facerestore.errors import RecipeError
+from facerestore.errors import FaceRestoreError, RecipeError
 from facerestore.interfaces import Degradation, DegradationBatch, LinearMap
 from facerestore.io import LUMA, luma
 
@@ -109,14 +109,18 @@ def _both(batch: DegradationBatch, fn) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------------
 # Lighting and colour of the face itself (hq, lq and clean alike)
 # --------------------------------------------------------------------------------------------
+#: RGB -> YIQ (luma first) and back, computed once in float64
+_TO_YIQ = torch.tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
+_FROM_YIQ = torch.linalg.inv(_TO_YIQ)
+
+
 def _rotate_hue(x: Tensor, turns: Tensor) -> Tensor:
     """Rotate the chroma of (B, 3, H, W) RGB by ``turns`` (B,) of a full circle, luminance kept
     (a rotation in YIQ's I-Q plane: one 3x3 matrix per sample, no HSV round trip)."""
-    to_yiq = x.new_tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-    a = turns.to(x) * 2 * math.pi
+    a = turns.double().cpu() * 2 * math.pi
     c, s, one, zero = a.cos(), a.sin(), torch.ones_like(a), torch.zeros_like(a)
     rot = torch.stack([one, zero, zero, zero, c, -s, zero, s, c], 1).view(-1, 3, 3)
-    m = torch.linalg.inv(to_yiq) @ rot @ to_yiq  # (B, 3, 3)
+    m = (_FROM_YIQ @ rot @ _TO_YIQ).to(device=x.device, dtype=x.dtype)  # (B, 3, 3)
     return torch.einsum("bij,bjhw->bihw", m, x)
 
 
@@ -144,6 +148,9 @@ class Photometric(Degradation):
         self.p = check_prob("p", p)
 
     def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        if batch.extras or not torch.equal(batch.lq, batch.hq):
+            raise FaceRestoreError("the photometric degradation must come first in the chain: it changes the "
+                                   "face itself, which every later step (mask, blur, noise) must see")
         b, dev = batch.hq.shape[0], batch.hq.device
         applied = bernoulli(generator, b, self.p, dev)
         draws = {k: uniform(generator, b, getattr(self, k), dev)
@@ -155,12 +162,12 @@ class Photometric(Degradation):
         v = {k: t.view(-1, 1, 1, 1) for k, t in draws.items()}
 
         def change(x: Tensor) -> Tensor:
-            y = (x.clamp(0, 1) * v["gain"]).clamp(0, 1) ** v["gamma"]
+            y = (x.float().clamp(0, 1) * v["gain"]).clamp(0, 1) ** v["gamma"]
             mean = luma(y).mean((2, 3), keepdim=True)
             y = mean + v["contrast"] * (y - mean)
             y = _rotate_hue(luma(y) + v["saturation"] * (y - luma(y)), draws["hue"])
             y = torch.where(gray.view(-1, 1, 1, 1), luma(y).expand_as(y), y)
-            return _select(applied, y.clamp(0, 1), x)
+            return _select(applied, y.clamp(0, 1).to(x.dtype), x)
 
         return batch.replace(hq=change(batch.hq), lq=change(batch.lq), clean=change(batch.clean), extras=extras)
 

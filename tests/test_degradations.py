@@ -101,7 +101,7 @@ def test_probability_zero_is_identity():
     hq = faces(4)
     for name in ("gaussian_blur", "motion_blur", "gaussian_noise", "poisson_noise", "jpeg", "photometric"):
         r = run([{"type": name, "p": 0.0}], hq)
-        assert torch.equal(r.lq, hq), name
+        assert torch.equal(r.lq, hq) and torch.equal(r.clean, hq) and torch.equal(r.hq, hq), name
         recorded = [v for k, v in r.extras.items() if k.startswith(f"{name}.")]
         assert recorded and all(torch.isnan(v).all() for v in recorded), "skipped samples record NaN"
 
@@ -132,14 +132,27 @@ def test_photometric_each_knob_does_what_it_says():
     grey = one(gray_prob=1.0)
     assert torch.allclose(grey[:, 0], grey[:, 1]) and torch.allclose(grey[:, 1], grey[:, 2])
     assert torch.allclose(one(saturation=[0.0, 0.0]), grey, atol=1e-5), "no saturation is the grey photo"
-    flat = one(contrast=[0.0, 0.0])
-    assert flat.flatten(2).std(2).max() < 0.05, "no contrast leaves each channel near its mean"
     from facerestore.io import luma
+
+    flat = one(contrast=[0.0, 0.0])
+    assert torch.allclose(flat, luma(hq).mean((2, 3), keepdim=True).expand_as(hq), atol=1e-5), \
+        "no contrast: every pixel the face's mean luminance"
 
     skin = luma(hq) + 0.3 * (hq - luma(hq))  # colours of faces, well inside the gamut
     turned = one(skin, hue=[0.25, 0.25])
     assert torch.allclose(luma(turned), luma(skin), atol=1e-4), "a hue turn keeps the luminance"
     assert (turned - skin).abs().mean() > 0.01
+
+
+def test_photometric_refuses_to_follow_another_step():
+    """After a mask or a blur it would recolour the mask and miss ``keep_sharp``'s copy: first only."""
+    with pytest.raises(FaceRestoreError, match="first"):
+        run([{"type": "gaussian_blur"}, {"type": "photometric"}], faces(2))
+    from facerestore.interfaces import DegradationBatch
+
+    step = create("degradation", "photometric", p=1.0)
+    half = step(DegradationBatch.from_hq(faces(2).half()), make_generator(0, "cpu"))
+    assert half.hq.dtype == half.lq.dtype == torch.float16, "a half batch stays half"
 
 
 def test_jpeg_quality_orders_error():

@@ -33,7 +33,9 @@ def astronaut() -> torch.Tensor:
 
 
 def luma(img: torch.Tensor) -> torch.Tensor:
-    return 0.299 * img[0] + 0.587 * img[1] + 0.114 * img[2]
+    from facerestore.io import luma as luma_
+
+    return luma_(img)[0]
 
 
 class FakeDetector(FaceDetector):
