@@ -34,8 +34,10 @@ BUNDLED_INFO: dict[str, str] = {
                   "216,000 images (larger occlusion estimator, version 3), 248,000 images (12 SR blocks, "
                   "occluded_mean, version 4), 112,000 images (mirrored faces, version 5), 80,000 images "
                   "(24 SR blocks, version 6), 64,000 images (squared pixel losses, version 7) and "
-                  "127,488 images (denoiser bottleneck blocks, scales 1.5-6 last, version 10); "
-                  "docs/model-card.md",
+                  "127,488 images (denoiser bottleneck blocks, scales 1.5-6 last, version 10), a checkpoint "
+                  "average distilled towards its mirrored self (version 12), 104,000 images (a 64x64 stage, "
+                  "version 13), 16,000 images (lattice term, version 14) and 24,000 images (darker, greyer, "
+                  "tinted faces, version 15); docs/model-card.md",
     "jdsr-x4": "recipes/jdsr_gan_small.toml, 32 -> 128 px; celeba/train, 48,000 images; docs/model-card.md",
 }
 #: weight-free models: name -> (generator spec given the scale)
