@@ -14,7 +14,9 @@ with seed 0 (batches of 32 on the CPU), keeping the low-resolution input at 128 
 * ``paper x4``: MaskTheFace templates only, bicubic x4 only, no blur/noise/JPEG;
 * ``r4 dark`` / ``r4 grey``: r4 on an underexposed face (``photometric``: gain 0.3-0.5, gamma
   1-1.3, saturation 0.6-1) or a black-and-white one, ground truth alike: real photos are darker
-  and greyer than CelebA's portraits.
+  and greyer than CelebA's portraits;
+* ``r4 misaligned``: r4 on a face framed off the template (``misalign``: rotation up to 15 degrees,
+  scale 0.9-1.1, shift up to 5 %, ground truth alike), as detected landmarks frame turned faces.
 
 Models see each input the way ``restore`` feeds them (``Restorer.run_model``: resized to the
 model's own input size), outputs are scored at 128 px and rounded to 8 bits. ``input (bicubic)`` is
@@ -66,7 +68,9 @@ def protocols(recipe) -> dict[str, list[dict]]:
     dark = {**neutral, "gain": [0.3, 0.5], "gamma": [1.0, 1.3], "saturation": [0.6, 1.0]}
     return {"r1 clean": [], "r1 masked": copy.deepcopy(mask), "r2": at(2), "r4": at(4), "r8": at(8),
             "paper x4": paper_mask + [{"type": "downscale", "scale": 4, "mode": "bicubic"}],
-            "r4 dark": [dark, *at(4)], "r4 grey": [{**neutral, "gray_prob": 1.0}, *at(4)]}
+            "r4 dark": [dark, *at(4)], "r4 grey": [{**neutral, "gray_prob": 1.0}, *at(4)],
+            "r4 misaligned": [{"type": "misalign", "p": 1.0, "angle": [-15.0, 15.0], "scale": [0.9, 1.1],
+                               "shift": [-0.05, 0.05]}, *at(4)]}
 
 
 def paired(recipe, name: str, chain: list[dict], val: str, limit: int | None, seed: int):

@@ -109,6 +109,14 @@ def _both(batch: DegradationBatch, fn) -> tuple[Tensor, Tensor]:
 # --------------------------------------------------------------------------------------------
 # Lighting and colour of the face itself (hq, lq and clean alike)
 # --------------------------------------------------------------------------------------------
+def _require_first(batch: DegradationBatch, name: str) -> None:
+    """Steps that change the face itself (lighting, framing) must see it as read: after a mask or
+    a blur they would recolour or move the mask and miss ``keep_sharp``'s copy of the masked face."""
+    if not (torch.equal(batch.lq, batch.hq) and torch.equal(batch.clean, batch.hq)):
+        raise FaceRestoreError(f"the {name} degradation must come first in the chain (before masks, blur, "
+                               "noise): it changes the face itself, which every later step must see")
+
+
 #: RGB -> YIQ (luma first) and back, computed once in float64
 _TO_YIQ = torch.tensor([list(LUMA), [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=torch.float64)
 _FROM_YIQ = torch.linalg.inv(_TO_YIQ)
@@ -148,9 +156,7 @@ class Photometric(Degradation):
         self.p = check_prob("p", p)
 
     def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
-        if batch.extras or not torch.equal(batch.lq, batch.hq):
-            raise FaceRestoreError("the photometric degradation must come first in the chain: it changes the "
-                                   "face itself, which every later step (mask, blur, noise) must see")
+        _require_first(batch, "photometric")
         b, dev = batch.hq.shape[0], batch.hq.device
         applied = bernoulli(generator, b, self.p, dev)
         draws = {k: uniform(generator, b, getattr(self, k), dev)
@@ -170,6 +176,49 @@ class Photometric(Degradation):
             return _select(applied, y.clamp(0, 1).to(x.dtype), x)
 
         return batch.replace(hq=change(batch.hq), lq=change(batch.lq), clean=change(batch.clean), extras=extras)
+
+
+class Misalign(Degradation):
+    """The face framed a little off the template: per sample with probability ``p``, a rotation
+    (degrees in ``angle``), a scale (log-uniform in ``scale``) and a shift (fractions of the size
+    in ``shift``) about the crop's centre; ``hq``, ``lq``, ``clean`` and the landmarks alike
+    (the template's when the batch has none), so a later mask still sits on the face. Put it first.
+
+    Real crops are aligned from detected landmarks, which are off on turned, small and masked
+    faces; a model that only saw CelebA's exact framing meets that on every such face."""
+
+    def __init__(self, angle: Range = (-10.0, 10.0), scale: Range = (0.92, 1.08), shift: Range = (-0.04, 0.04),
+                 p: float = 0.3):
+        self.angle = check_range("angle", angle, -90.0, 90.0)
+        self.scale = check_range("scale", scale, 0.5, 2.0)
+        self.shift = check_range("shift", shift, -0.25, 0.25)
+        self.p = check_prob("p", p)
+
+    def __call__(self, batch: DegradationBatch, generator: torch.Generator) -> DegradationBatch:
+        from facerestore.align import warp_affine
+        from facerestore.landmarks import template_landmarks
+
+        _require_first(batch, "misalign")
+        b, _, h, w = batch.hq.shape
+        dev = batch.hq.device
+        applied = bernoulli(generator, b, self.p, dev)
+        angle = uniform(generator, b, self.angle, dev)
+        scale = uniform(generator, b, (math.log(self.scale[0]), math.log(self.scale[1])), dev).exp()
+        dx, dy = (uniform(generator, b, self.shift, dev) * size for size in (w, h))
+        extras = _record(batch, "misalign", applied, angle=angle, scale=scale, dx=dx, dy=dy)
+        if not bool(applied.any()):
+            return batch.replace(extras=extras)
+        a = torch.where(applied, angle, 0.0) * math.pi / 180
+        s = torch.where(applied, scale, 1.0)
+        c, sn = s * a.cos(), s * a.sin()
+        cx, cy = (w - 1) / 2, (h - 1) / 2
+        tx = cx - c * cx + sn * cy + torch.where(applied, dx, 0.0)
+        ty = cy - sn * cx - c * cy + torch.where(applied, dy, 0.0)
+        m = torch.stack([torch.stack([c, -sn, tx], 1), torch.stack([sn, c, ty], 1)], 1)  # (B, 2, 3) src -> dst
+        face = warp_affine(batch.hq, m, (h, w), padding_mode="reflection").clamp(0, 1)
+        lm = batch.landmarks if batch.landmarks is not None else template_landmarks(min(h, w), b, dev)
+        lm = lm.to(m) @ m[:, :, :2].transpose(1, 2) + m[:, :, 2].unsqueeze(1)
+        return batch.replace(hq=face, lq=face.clone(), clean=face.clone(), landmarks=lm, extras=extras)
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,6 +512,7 @@ class KeepSharp(Degradation):
 
 def register(registry) -> None:
     registry.register("degradation", "photometric", Photometric)
+    registry.register("degradation", "misalign", Misalign)
     registry.register("degradation", "gaussian_blur", GaussianBlur)
     registry.register("degradation", "motion_blur", MotionBlur)
     registry.register("degradation", "downscale", Downscale)

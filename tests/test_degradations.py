@@ -99,7 +99,7 @@ def test_blur_strength_follows_sigma():
 
 def test_probability_zero_is_identity():
     hq = faces(4)
-    for name in ("gaussian_blur", "motion_blur", "gaussian_noise", "poisson_noise", "jpeg", "photometric"):
+    for name in ("gaussian_blur", "motion_blur", "gaussian_noise", "poisson_noise", "jpeg", "photometric", "misalign"):
         r = run([{"type": name, "p": 0.0}], hq)
         assert torch.equal(r.lq, hq) and torch.equal(r.clean, hq) and torch.equal(r.hq, hq), name
         recorded = [v for k, v in r.extras.items() if k.startswith(f"{name}.")]
@@ -153,6 +153,35 @@ def test_photometric_refuses_to_follow_another_step():
     step = create("degradation", "photometric", p=1.0)
     half = step(DegradationBatch.from_hq(faces(2).half()), make_generator(0, "cpu"))
     assert half.hq.dtype == half.lq.dtype == torch.float16, "a half batch stays half"
+
+
+def test_misalign_moves_face_and_landmarks_together():
+    """A rotation/scale/shift of the face itself: target, input and landmarks alike, so that a
+    mask drawn after it still sits on the (moved) face."""
+    hq = faces(6, size=64, seed=7)
+    r = run([{"type": "misalign", "p": 1.0, "angle": [20.0, 20.0], "scale": [1.0, 1.0], "shift": [0.0, 0.0]}], hq)
+    assert torch.equal(r.hq, r.lq) and torch.equal(r.hq, r.clean) and not torch.allclose(r.hq, hq, atol=0.02)
+    from facerestore.landmarks import template_landmarks
+
+    before, after = template_landmarks(64, 6), r.landmarks
+    c = torch.tensor([31.5, 31.5])
+    turn = torch.atan2(*(after - c).flip(-1).unbind(-1)) - torch.atan2(*(before - c).flip(-1).unbind(-1))
+    assert torch.allclose(torch.rad2deg(turn.remainder(2 * torch.pi)), torch.full_like(turn, 20.0), atol=1e-3)
+    assert torch.allclose((after - c).norm(dim=-1), (before - c).norm(dim=-1), atol=1e-4), "scale 1 keeps distances"
+    # the image follows: a dot at a landmark moves to the moved landmark
+    dot = torch.zeros(1, 3, 64, 64)
+    x, y = [int(v) for v in before[0, 2].round()]
+    dot[..., y - 1:y + 2, x - 1:x + 2] = 1.0
+    moved = run([{"type": "misalign", "p": 1.0, "angle": [20.0, 20.0], "scale": [1.0, 1.0], "shift": [0.0, 0.0]}],
+                dot).hq[0, 0]
+    peak = (moved == moved.max()).nonzero().float().mean(0).flip(0)
+    expect = (torch.tensor([x, y], dtype=torch.float32) - c) @ torch.tensor(
+        [[0.9397, 0.3420], [-0.3420, 0.9397]]) + c
+    assert (peak - expect).norm() < 1.0
+    with pytest.raises(FaceRestoreError, match="first"):
+        run([{"type": "gaussian_blur"}, {"type": "misalign"}], hq)
+    both = run([{"type": "photometric", "p": 1.0}, {"type": "misalign", "p": 1.0}], hq)
+    assert torch.equal(both.hq, both.lq), "lighting and framing may both come first"
 
 
 def test_jpeg_quality_orders_error():
