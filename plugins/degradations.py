@@ -7,7 +7,8 @@ convolutions, per-sample kernels, per-sample JPEG quality): no Python loop over 
 
 Geometry-changing steps (blur, downscale) transform ``lq`` and ``clean`` with the same per-sample
 parameters, so the denoising target stays aligned with the input; corruptions (noise, JPEG) touch
-``lq`` only. ``photometric`` (first in a chain) changes the face itself: ``hq``, ``lq`` and ``clean``. Each step records the parameters it drew in ``batch.extras`` (``"<name>.<param>"``,
+``lq`` only. ``photometric`` and ``misalign`` (first in a chain) change the face itself: ``hq``,
+``lq`` and ``clean`` alike. Each step records the parameters it drew in ``batch.extras`` (``"<name>.<param>"``,
 NaN where the step was skipped) so tests and users can check them.
 """
 
@@ -107,7 +108,7 @@ def _both(batch: DegradationBatch, fn) -> tuple[Tensor, Tensor]:
 
 
 # --------------------------------------------------------------------------------------------
-# Lighting and colour of the face itself (hq, lq and clean alike)
+# The face itself: lighting, colour, framing (hq, lq and clean alike; first in a chain)
 # --------------------------------------------------------------------------------------------
 def _require_first(batch: DegradationBatch, name: str) -> None:
     """Steps that change the face itself (lighting, framing) must see it as read: after a mask or
@@ -134,8 +135,8 @@ def _rotate_hue(x: Tensor, turns: Tensor) -> Tensor:
 
 class Photometric(Degradation):
     """Exposure, gamma, contrast, saturation, hue and greyscale of the face itself: a dark, pale,
-    tinted or black-and-white photo, with its ground truth alike (an augmentation, the one step
-    that changes ``hq``). Put it first, so that every later step sees the changed face; a mask
+    tinted or black-and-white photo, with its ground truth alike (an augmentation: with
+    ``misalign``, the steps that change ``hq``). Put it first, so that every later step sees the changed face; a mask
     drawn after it keeps its own colours.
 
     Real photos are darker, greyer and more tinted than CelebA's portraits, and a model that never
@@ -167,15 +168,14 @@ class Photometric(Degradation):
             return batch.replace(extras=extras)
         v = {k: t.view(-1, 1, 1, 1) for k, t in draws.items()}
 
-        def change(x: Tensor) -> Tensor:
-            y = (x.float().clamp(0, 1) * v["gain"]).clamp(0, 1) ** v["gamma"]
-            mean = luma(y).mean((2, 3), keepdim=True)
-            y = mean + v["contrast"] * (y - mean)
-            y = _rotate_hue(luma(y) + v["saturation"] * (y - luma(y)), draws["hue"])
-            y = torch.where(gray.view(-1, 1, 1, 1), luma(y).expand_as(y), y)
-            return _select(applied, y.clamp(0, 1).to(x.dtype), x)
-
-        return batch.replace(hq=change(batch.hq), lq=change(batch.lq), clean=change(batch.clean), extras=extras)
+        x = batch.hq  # lq and clean are the same face (_require_first): changed once, copied
+        y = (x.float().clamp(0, 1) * v["gain"]).clamp(0, 1) ** v["gamma"]
+        mean = luma(y).mean((2, 3), keepdim=True)
+        y = mean + v["contrast"] * (y - mean)
+        y = _rotate_hue(luma(y) + v["saturation"] * (y - luma(y)), draws["hue"])
+        y = torch.where(gray.view(-1, 1, 1, 1), luma(y).expand_as(y), y)
+        face = _select(applied, y.clamp(0, 1).to(x.dtype), x)
+        return batch.replace(hq=face, lq=face.clone(), clean=face.clone(), extras=extras)
 
 
 class Misalign(Degradation):
