@@ -47,7 +47,7 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- by_scale:begin -->", "<!-- by_scale:end -->"
-COLUMNS = ("psnr", "psnr_visible", "psnr_occluded", "ssim", "lpips", "id_cosine", "id_verified")
+COLUMNS = ("psnr", "psnr_visible", "psnr_occluded", "ssim", "lpips", "fd_vgg16", "id_cosine", "id_verified")
 
 
 def protocols(recipe) -> dict[str, list[dict]]:

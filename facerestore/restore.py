@@ -13,6 +13,7 @@ forward pass (``batch_size`` faces at most), paste them back with a feathered ma
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from typing import Any, Optional
 
@@ -74,7 +75,9 @@ class Restorer:
     ``fidelity`` w in [0, 1] (CodeFormer's convention): outside the occlusion the model estimates
     (the mask), the restored face is blended in with weight ``1 - w``; 1 keeps every visible pixel
     of the photo. Faces larger in the photo than the model's output keep their own visible pixels
-    whatever ``w`` (see :func:`facerestore.align.composite_weights`).
+    whatever ``w`` (see :func:`facerestore.align.composite_weights`). A generative model
+    (``jdsr_inpaint``) also receives ``w``: 0 fills the mask with its realistic synthesis, 1 with
+    its faithful (``masked-any``) estimate, in between a blend of the two.
     ``upscale``: the photo is enlarged bicubically by this factor and faces are pasted at that
     resolution. ``detector``: any :class:`FaceDetector`, or a registry name (default ``masked``),
     built on first use. ``min_score``: detections less confident than this are ignored (None: the
@@ -108,6 +111,8 @@ class Restorer:
         if not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"fidelity must be in [0, 1], got {fidelity}")
         self.fidelity = float(fidelity)
+        #: a generative model (``jdsr_inpaint``) takes the fidelity too: 0 its realistic fill, 1 its faithful one
+        self.model_has_fidelity = "fidelity" in inspect.signature(self.generator.forward).parameters
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
@@ -190,7 +195,7 @@ class Restorer:
     def _forward(self, chunk: Tensor) -> tuple[Tensor, Tensor]:
         """One generator pass: ``(sr (B, 3, H, H), occlusion (B, 1, H, H))`` float32 in [0, 1]."""
         with self._autocast():
-            out = self.generator(chunk)
+            out = self.generator(chunk, fidelity=self.fidelity) if self.model_has_fidelity else self.generator(chunk)
         sr = out["sr"].float().clamp(0, 1).contiguous()
         occ = out.get("noise_map")
         occ = (sr.new_zeros(sr.shape[0], 1, *sr.shape[-2:]) if occ is None else

@@ -19,6 +19,7 @@ MODULES = (
     "denoisers",
     "upsamplers",
     "generators",
+    "inpaint",
     "discriminators",
     "losses",
     "perceptual",

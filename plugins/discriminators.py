@@ -1,4 +1,5 @@
-"""Built-in discriminators: PatchGAN with spectral norm, and a global critic on a timm backbone.
+"""Built-in discriminators: PatchGAN and a per-pixel U-Net critic with spectral norm, and a global
+critic on a timm backbone.
 
 Both return raw logits (no sigmoid): the adversarial loss decides how to read them.
 """
@@ -39,6 +40,43 @@ class PatchDiscriminator(Discriminator):
         return self.net(x * 2 - 1)
 
 
+class UNetDiscriminator(Discriminator):
+    """U-Net critic with spectral norm (Real-ESRGAN, Schonfeld et al. 2020): one logit per pixel at
+    the input's resolution, (B, 1, H, W), so the adversarial term can judge the occluded region
+    where it is, at full resolution, with the whole face as context (the encoder's 8x-downsampled
+    bottom sees about 100 px).
+
+    ``channels`` at full resolution, doubling at each of the three stride-2 levels; the decoder
+    upsamples bilinearly and adds the encoder's maps (skip connections). H and W divisible by 8.
+    """
+
+    def __init__(self, channels: int = 32, spectral_norm: bool = True, in_channels: int = 3):
+        super().__init__()
+        if channels < 1:
+            raise ValueError("channels must be >= 1")
+        sn = _sn if spectral_norm else (lambda m: m)
+        c = channels
+        self.conv0 = nn.Conv2d(in_channels, c, 3, 1, 1)
+        self.down = nn.ModuleList([sn(nn.Conv2d(c * 2 ** i, c * 2 ** (i + 1), 4, 2, 1, bias=False)) for i in range(3)])
+        self.up = nn.ModuleList([sn(nn.Conv2d(c * 2 ** (i + 1), c * 2 ** i, 3, 1, 1, bias=False)) for i in reversed(range(3))])
+        self.head = nn.Sequential(sn(nn.Conv2d(c, c, 3, 1, 1, bias=False)), nn.LeakyReLU(0.2, inplace=True),
+                                  sn(nn.Conv2d(c, c, 3, 1, 1, bias=False)), nn.LeakyReLU(0.2, inplace=True),
+                                  nn.Conv2d(c, 1, 3, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.shape[-1] % 8 or x.shape[-2] % 8:
+            raise ValueError(f"the U-Net critic needs H and W divisible by 8, got {tuple(x.shape[-2:])}")
+        act = nn.functional.leaky_relu
+        skips = [act(self.conv0(x * 2 - 1), 0.2)]
+        for conv in self.down:
+            skips.append(act(conv(skips[-1]), 0.2))
+        y = skips.pop()
+        for conv in self.up:
+            y = nn.functional.interpolate(y, scale_factor=2, mode="bilinear", align_corners=False)
+            y = act(conv(y), 0.2) + skips.pop()
+        return self.head(y)
+
+
 class TimmDiscriminator(Discriminator):
     """Global real/fake critic on a timm backbone trained from scratch (pretrained=False): (B, 1) logits.
 
@@ -70,3 +108,4 @@ class TimmDiscriminator(Discriminator):
 def register(registry) -> None:
     registry.register("discriminator", "patch", PatchDiscriminator)
     registry.register("discriminator", "timm", TimmDiscriminator)
+    registry.register("discriminator", "unet", UNetDiscriminator)

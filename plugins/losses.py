@@ -230,42 +230,80 @@ class DistillLoss(Loss):
 
 
 class GANLoss(AdversarialLoss):
-    """Adversarial loss: vanilla (BCE), LSGAN, hinge or relativistic average (RaGAN, ESRGAN)."""
+    """Adversarial loss: vanilla (BCE), LSGAN, hinge or relativistic average (RaGAN, ESRGAN).
 
-    def __init__(self, mode: Literal["vanilla", "lsgan", "hinge", "relativistic"] = "relativistic"):
+    ``occluded_weight`` k: with a per-pixel critic (logits at the image's size, e.g. ``unet``) the
+    generator's term counts a pixel inside the true occlusion 1 + k times, so realism is asked for
+    where the face was masked rather than spread over what is merely kept. ``r1`` gamma: the
+    critic's gradient penalty on real faces, gamma / 2 * E|grad D(real)|^2 (Mescheder et al. 2018),
+    which keeps a per-pixel critic from sharpening into noise; ``r1_every`` k computes it on every
+    k-th critic step only, k times as strong (StyleGAN2's lazy regularisation: a double backward
+    doubles a critic step's cost).
+    """
+
+    def __init__(self, mode: Literal["vanilla", "lsgan", "hinge", "relativistic"] = "relativistic",
+                 occluded_weight: float = 0.0, r1: float = 0.0, r1_every: int = 1):
         super().__init__()
+        if occluded_weight < 0 or r1 < 0 or r1_every < 1:
+            raise ValueError("occluded_weight and r1 must be >= 0, r1_every >= 1")
+        self.r1_every = int(r1_every)
+        self._critic_steps = 0
         self.mode = mode
+        self.occluded_weight = float(occluded_weight)
+        self.r1 = float(r1)
 
     @staticmethod
-    def _bce(logits: Tensor, real: bool) -> Tensor:
-        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0))
+    def _bce(logits: Tensor, real: bool, weight: Tensor | None = None) -> Tensor:
+        return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, 1.0 if real else 0.0), weight=weight)
+
+    def _pixel_weight(self, logits: Tensor, context: dict[str, Any]) -> Tensor | None:
+        """1 + k * occlusion at the logits' size, normalised to mean 1 (None: no weighting)."""
+        if not self.occluded_weight or logits.dim() != 4:
+            return None
+        occ = _occlusion_like(context, logits)
+        if occ is None:
+            return None
+        w = 1.0 + self.occluded_weight * occ.to(logits.dtype)
+        return w / w.mean()
 
     def forward(self, pred: Tensor, target: Tensor | None = None, *, discriminator: Discriminator | None = None,
                 **context: Any) -> Tensor:
         if discriminator is None:
             raise ValueError("the adversarial loss needs discriminator=... (does the recipe have a [discriminator]?)")
         fake = discriminator(pred)
+        weight = self._pixel_weight(fake, context)
         if self.mode == "vanilla":
-            return self._bce(fake, True)
+            return self._bce(fake, True, weight)
+        if weight is None:
+            weight = torch.ones_like(fake)
         if self.mode == "lsgan":
-            return ((fake - 1) ** 2).mean()
+            return (weight * (fake - 1) ** 2).mean()
         if self.mode == "hinge":
-            return -fake.mean()
+            return -(weight * fake).mean()
         if target is None:
             raise ValueError("the relativistic adversarial loss needs the real images as target")
         real = discriminator(target).detach()
-        return 0.5 * (self._bce(real - fake.mean(), False) + self._bce(fake - real.mean(), True))
+        return 0.5 * (self._bce(real - fake.mean(), False, weight) + self._bce(fake - real.mean(), True, weight))
 
     def discriminator_loss(self, discriminator: Discriminator, real: Tensor, fake: Tensor) -> Tensor:
         fake = fake.detach()
+        penalise = self.r1 > 0 and self._critic_steps % self.r1_every == 0
+        self._critic_steps += 1
+        if penalise:
+            real = real.detach().requires_grad_(True)
         r, f = discriminator(real), discriminator(fake)
         if self.mode == "vanilla":
-            return self._bce(r, True) + self._bce(f, False)
-        if self.mode == "lsgan":
-            return 0.5 * (((r - 1) ** 2).mean() + (f ** 2).mean())
-        if self.mode == "hinge":
-            return F.relu(1 - r).mean() + F.relu(1 + f).mean()
-        return 0.5 * (self._bce(r - f.mean(), True) + self._bce(f - r.mean(), False))
+            loss = self._bce(r, True) + self._bce(f, False)
+        elif self.mode == "lsgan":
+            loss = 0.5 * (((r - 1) ** 2).mean() + (f ** 2).mean())
+        elif self.mode == "hinge":
+            loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
+        else:
+            loss = 0.5 * (self._bce(r - f.mean(), True) + self._bce(f - r.mean(), False))
+        if penalise:
+            (grad,) = torch.autograd.grad(r.float().sum(), real, create_graph=True)
+            loss = loss + 0.5 * self.r1 * self.r1_every * grad.float().pow(2).flatten(1).sum(1).mean()
+        return loss
 
 
 def register(registry) -> None:

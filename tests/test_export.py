@@ -2,32 +2,55 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from facerestore.cli import app
-from facerestore.commands.export import export_pt2, onnx_max_error, sr_module
+from facerestore.commands.export import export_pt2, onnx_max_error
 from facerestore.zoo import resolve_model
 
 from test_restore import tiny_checkpoint
 
 
+def tiny_inpaint_checkpoint(path) -> str:
+    """A small ``jdsr_inpaint`` (32 px faces, scale 1) with a live branch and occlusion map."""
+    from facerestore.checkpoint import save_generator
+    from facerestore.components import default_registry
+    from facerestore.recipe import load_recipe
+
+    from test_inpaint import INPAINT
+
+    recipe = load_recipe({"name": "tiny_inpaint", "scale": 1, "hq_size": 32, "generator": INPAINT})
+    torch.manual_seed(0)
+    gen = default_registry().build("generator", recipe.generator, "generator")
+    with torch.no_grad():
+        gen.inpaint.refine[-1].bias.fill_(0.1)
+    save_generator(path, gen, recipe)
+    return str(path)
+
+
 def test_onnx_parity_checkpoint(tmp_path):
+    """A generative checkpoint (FFT-free Fourier units) exports with both outputs: the face and the
+    occlusion map at the face's size, as ``restore`` reads them."""
     pytest.importorskip("onnx", reason="onnx not installed (pip install facerestore[export])")
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime not installed (pip install facerestore[export])")
-    ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
+    ckpt = tiny_inpaint_checkpoint(tmp_path / "tiny.safetensors")
     res = CliRunner().invoke(app, ["export", "--model", ckpt, "--onnx", str(tmp_path / "m.onnx")])
     assert res.exit_code == 0, res.output
     gen, _ = resolve_model(ckpt, "cpu")
-    x = torch.rand(5, 3, 16, 16)  # another batch size than the export example
+    x = torch.rand(5, 3, 32, 32)  # another batch size than the export example
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
-    got = torch.from_numpy(sess.run(["sr"], {"lq": x.numpy()})[0])
-    with torch.no_grad():
-        ref = sr_module(gen)(x)
-    assert got.shape == (5, 3, 64, 64)
-    assert (got - ref).abs().max() < 1e-4
-    assert "max abs difference" in res.output
+    sr, occ = (torch.from_numpy(t) for t in sess.run(["sr", "occlusion"], {"lq": x.numpy()}))
+    with torch.no_grad():  # the reference straight from the generator, not from the export wrapper
+        out = gen(x)
+    ref_occ = out["noise_map"].clamp(0, 1)
+    assert sr.shape == (5, 3, 32, 32) and occ.shape == (5, 1, 32, 32)
+    assert (sr - out["sr"].clamp(0, 1)).abs().max() < 1e-4
+    assert (occ - ref_occ).abs().max() < 1e-4 and ref_occ.amax() > 0.01  # the map, not zeros
+    assert "max abs difference" in res.output and "occlusion: (B, 1, 32, 32)" in res.output
 
 
 def test_onnx_parity_bicubic(tmp_path):
@@ -39,14 +62,21 @@ def test_onnx_parity_bicubic(tmp_path):
     assert onnx_max_error(gen, 32, tmp_path / "b.onnx") < 1e-4
 
 
-def test_pt2_round_trip(tmp_path):
+def test_pt2_round_trip(tmp_path, capfd):
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
     gen, _ = resolve_model(ckpt, "cpu")
-    export_pt2(gen, 16, tmp_path / "m.pt2")
+    capfd.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_pt2(gen, 16, tmp_path / "m.pt2")
+    # torch logs (not warns) about an archive name without .pt2, such as a temporary file's
+    assert ".pt2" not in capfd.readouterr().err and not [str(w.message) for w in caught if ".pt2" in str(w.message)]
     loaded = torch.export.load(str(tmp_path / "m.pt2")).module()
     x = torch.rand(3, 3, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(loaded(x), sr_module(gen)(x), atol=1e-5)
+        got, ref = loaded(x), gen(x)
+    assert torch.allclose(got[0], ref["sr"].clamp(0, 1), atol=1e-5)
+    assert got[1].shape == (3, 1, 64, 64) and not got[1].any()  # no occlusion estimate: zeros
 
 
 def test_export_needs_a_target():

@@ -234,3 +234,26 @@ def test_identity_descriptors_match_dlib_on_its_chip():
     shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())(img, rect)
     ref = np.array(dlib.face_recognition_model_v1(frm.face_recognition_model_location()).compute_face_descriptor(img, shape))
     assert np.abs(desc[0].numpy() - ref).max() < 1e-4
+
+
+def test_frechet_distance_against_closed_forms_and_scipy():
+    """Identical sets: 0; a shift c: |c|^2; 1-D: (mu_a - mu_b)^2 + (s_a - s_b)^2; in general the
+    formula with scipy's matrix square root (an independent implementation)."""
+    from facerestore.metrics import frechet_distance
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(400, 6, generator=g, dtype=torch.float64)
+    assert abs(frechet_distance(a, a)) < 1e-8
+    c = torch.tensor([1.0, -2.0, 0.5, 0.0, 0.0, 3.0], dtype=torch.float64)
+    assert frechet_distance(a, a + c) == pytest.approx(float(c.square().sum()), rel=1e-9)
+    x, y = a[:, :1], 3 * a[:, 1:2] + 2
+    expected = (x.mean() - y.mean()) ** 2 + (x.std() - y.std()) ** 2
+    assert frechet_distance(x, y) == pytest.approx(float(expected), rel=1e-9)
+    linalg = pytest.importorskip("scipy.linalg")
+    b = a @ torch.randn(6, 6, generator=g, dtype=torch.float64) + 1
+    sa, sb = np.cov(a.numpy().T), np.cov(b.numpy().T)
+    ref = (np.square(a.numpy().mean(0) - b.numpy().mean(0)).sum() + np.trace(sa) + np.trace(sb)
+           - 2 * np.trace(linalg.sqrtm(sa @ sb).real))
+    assert frechet_distance(a, b) == pytest.approx(float(ref), rel=1e-6)
+    with pytest.raises(ValueError, match="two sets"):
+        frechet_distance(a, a[:, :3])

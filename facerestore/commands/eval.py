@@ -31,11 +31,13 @@ def register(app: typer.Typer) -> None:
         limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N faces (sorted by name)."),
         grid_faces: int = typer.Option(6, "--grid-faces", min=1, help="Rows of the comparison grid."),
         skip: Optional[List[str]] = typer.Option(None, "--skip", help="Metric groups not to compute: lpips, "
-                                                 "identity, landmarks, speed (repeatable or comma-separated)."),
+                                                 "fd, identity, landmarks, speed (repeatable or comma-separated)."),
         speed_seconds: float = typer.Option(3.0, "--speed-seconds", min=0.0, help="Minimum timing per model "
                                             "for faces/s (batch 16, after 2 warm-up batches)."),
         tta: bool = typer.Option(False, "--tta", help="Score each model as `restore --tta` runs it "
                                  "(mirrored self-ensemble, 2x model time)."),
+        fidelity: Optional[float] = typer.Option(None, "--fidelity", "-w", min=0, max=1, help="A generative model's "
+                                                 "fidelity: 0 realistic (the default), 1 faithful."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress on stderr."),
     ) -> None:
         """Evaluate models on a degraded set: PSNR/SSIM (RGB and Y), PSNR inside/outside the
@@ -58,8 +60,8 @@ def register(app: typer.Typer) -> None:
             pairs = E.load_paired_dir(data, limit=limit)
         scale = pairs.hq_size // pairs.lq_size
         def build(spec: str):
-            if tta and spec != "bicubic":  # scored the way `restore --tta` runs it
-                return E.adaptive_model(spec, pairs.hq_size, dev, tta=True)
+            if (tta or fidelity is not None) and spec != "bicubic":  # scored the way `restore` runs it
+                return E.adaptive_model(spec, pairs.hq_size, dev, tta=tta, fidelity=fidelity or 0.0)
             m = E.resolve_model(spec, dev, scale=scale)
             # a model made for another input size sees the set's inputs resized, as `restore` does it
             return E.adaptive_model(spec, pairs.hq_size, dev) if m.scale * pairs.lq_size != pairs.hq_size else m

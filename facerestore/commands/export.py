@@ -1,8 +1,10 @@
 """`facerestore export`: a model's face-restoration graph as ONNX and/or a ``torch.export`` program.
 
 The exported graph takes aligned LQ faces ``(B, 3, h, h)`` in [0, 1] (B dynamic) and returns the
-generator's ``sr`` output ``(B, 3, H, H)``, clamped to [0, 1]. Detection, alignment and paste-back
-stay in Python (see ``facerestore.restore``).
+generator's ``sr`` output ``(B, 3, H, H)``, clamped to [0, 1], and ``occlusion`` ``(B, 1, H, H)``,
+the model's occlusion estimate at the output size (zeros for a model without one): the region
+that ``restore`` replaces in a photo. Detection, alignment and paste-back stay in Python (see
+``facerestore.restore``).
 
 Formats: ONNX (TorchScript-based exporter, no extra package needed; run with onnxruntime) and
 ``.pt2`` (``torch.export``; load with ``torch.export.load(path).module()``). TorchScript
@@ -12,6 +14,7 @@ to load.
 
 from __future__ import annotations
 
+import io
 import pathlib
 from typing import List, Optional
 
@@ -23,7 +26,9 @@ from . import user_errors
 
 
 def sr_module(generator):
-    """Wrap a generator so that it returns the clamped ``sr`` tensor (exporters want tensors)."""
+    """Wrap a generator so that it returns ``(sr, occlusion)`` tensors (exporters want tensors),
+    as ``Restorer`` reads them: ``sr`` clamped, the occlusion map bilinearly at ``sr``'s size."""
+    import torch.nn.functional as F
     from torch import nn
 
     class SROutput(nn.Module):
@@ -32,7 +37,13 @@ def sr_module(generator):
             self.generator = gen
 
         def forward(self, lq):
-            return self.generator(lq)["sr"].clamp(0, 1)
+            out = self.generator(lq)
+            sr = out["sr"].clamp(0, 1)
+            occ = out.get("noise_map")
+            if occ is None:
+                return sr, sr[:, :1] * 0
+            occ = F.interpolate(occ, size=sr.shape[-2:], mode="bilinear", align_corners=False)
+            return sr, occ.clamp(0, 1)
 
     return SROutput(generator).eval()
 
@@ -51,8 +62,9 @@ def export_onnx(generator, lq_size: int, path: str | pathlib.Path, opset: int = 
     def write(tmp: str) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(module, (example,), tmp, dynamo=False, input_names=["lq"], output_names=["sr"],
-                              dynamic_axes={"lq": {0: "batch"}, "sr": {0: "batch"}}, opset_version=opset,
+            torch.onnx.export(module, (example,), tmp, dynamo=False, input_names=["lq"],
+                              output_names=["sr", "occlusion"], opset_version=opset,
+                              dynamic_axes={"lq": {0: "batch"}, "sr": {0: "batch"}, "occlusion": {0: "batch"}},
                               do_constant_folding=True)
 
     atomic_write_bytes(path, write)
@@ -69,8 +81,10 @@ def export_pt2(generator, lq_size: int, path: str | pathlib.Path, batch: int = 2
     b = torch.export.Dim("batch", min=1, max=4096)
     with torch.no_grad():
         program = torch.export.export(module, (example,), dynamic_shapes=({0: b},))
+    buf = io.BytesIO()  # saved to memory: torch.export.save warns about a temporary file's name
+    torch.export.save(program, buf)
     path = pathlib.Path(path)
-    atomic_write_bytes(path, lambda tmp: torch.export.save(program, tmp))
+    atomic_write_bytes(path, lambda tmp: pathlib.Path(tmp).write_bytes(buf.getvalue()))
     return path
 
 
@@ -109,7 +123,8 @@ def register(app: typer.Typer) -> None:
                        f"{', float16' if half else ''})")
         if onnx is not None:
             export_onnx(generator, lq, onnx, opset)
-            typer.echo(f"wrote {onnx} (input lq: (B, 3, {lq}, {lq}), output sr: (B, 3, {lq * scale}, {lq * scale}))")
+            typer.echo(f"wrote {onnx} (input lq: (B, 3, {lq}, {lq}), outputs sr: (B, 3, {lq * scale}, {lq * scale}), "
+                       f"occlusion: (B, 1, {lq * scale}, {lq * scale}))")
             if check:
                 err = onnx_max_error(generator, lq, onnx)
                 if err is None:
@@ -171,7 +186,7 @@ def onnx_max_error(generator, lq_size: int, path, batch: int = 3, seed: int = 0)
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, 3, lq_size, lq_size, generator=g)
     with torch.no_grad():
-        ref = sr_module(generator).cpu()(x).numpy()
+        refs = [t.numpy() for t in sr_module(generator).cpu()(x)]
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    got = sess.run(["sr"], {"lq": x.numpy()})[0]
-    return float(abs(got - ref).max())
+    got = sess.run(["sr", "occlusion"], {"lq": x.numpy()})
+    return max(float(abs(g - r).max()) for g, r in zip(got, refs))

@@ -36,8 +36,9 @@ def register(app: typer.Typer) -> None:
         model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name (see `facerestore doctor`) or .safetensors path."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Faces per forward pass."),
-        fidelity: float = typer.Option(0.0, "-w", "--fidelity", min=0, max=1, help="Outside the mask, how much "
-                                       "of the photo's own face to keep (0: the restored face, 1: the photo)."),
+        fidelity: float = typer.Option(0.0, "-w", "--fidelity", min=0, max=1, help="0 realistic .. 1 faithful: "
+                                       "outside the mask, how much of the photo's own face to keep (0: the restored face, "
+                                       "1: the photo); inside it, a generative model's synthesis (0) or faithful estimate (1)."),
         upscale: float = typer.Option(1.0, "-s", "--upscale", min=1, help="Enlarge whole photos by S (bicubic background)."),
         detector: str = typer.Option(DEFAULT_DETECTOR, "--detector", help=DETECTOR_HELP),
         aligned: bool = typer.Option(False, "--aligned", help="Inputs are aligned face crops: no detection."),
