@@ -304,9 +304,10 @@ def write_image(path: str | os.PathLike[str], tensor: Tensor, alpha: Optional[Te
 
 
 def output_extension(path: str | os.PathLike[str]) -> str:
-    """The extension a result for ``path`` is written with (GIF and unknown formats -> PNG)."""
-    ext = pathlib.Path(path).suffix.lower()
-    return ext if ext in WRITABLE_EXTENSIONS else ".png"
+    """The extension a result for ``path`` is written with, its case kept (``c.JPG`` -> ``.JPG``);
+    GIF and unknown formats -> ``.png``."""
+    ext = pathlib.Path(path).suffix
+    return ext if ext.lower() in WRITABLE_EXTENSIONS else ".png"
 
 
 # --------------------------------------------------------------------------------------------

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from .checkpoint import current_umask
 from .errors import InputImageError
 from .interfaces import Detection
 
@@ -524,6 +525,7 @@ def _atomic_output(dst: pathlib.Path) -> Iterator[pathlib.Path]:
     try:
         yield tmp
         try:
+            os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp made it 0600: videos follow the umask as photos do
             with open(tmp, "rb") as fh:
                 os.fsync(fh.fileno())
             os.replace(tmp, dst)

@@ -164,3 +164,23 @@ def test_t1_group_photo(tmp_path):
     assert res.exit_code == 0, res.output
     assert "6 faces found, 6 restored" in res.output
     assert Image.open(tmp_path / "t1.jpg").size == Image.open(path).size
+
+
+def test_folder_without_images_is_an_error(tmp_path, fake_detector):
+    """Nothing to restore is a one-line error (exit 2), not an all-zero summary and exit 0."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no photos here")
+    res = run(tmp_path / "in", "-o", tmp_path / "out", "--model", "bicubic")
+    assert res.exit_code == 2, res.output
+    assert "no images or videos in" in res.output and "summary" not in res.output
+    assert len(res.output.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_output_names_keep_their_case(tmp_path, fake_detector):
+    Image.fromarray(astro()).save(tmp_path / "c.JPG", format="JPEG")
+    Image.fromarray(noise_photo()).save(tmp_path / "D.Png")
+    res = run(tmp_path / "c.JPG", tmp_path / "D.Png", "-o", tmp_path / "out", "--model", "bicubic")
+    assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["D.Png", "c.JPG"]
+    with Image.open(tmp_path / "out" / "c.JPG") as im:
+        assert im.format == "JPEG"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 from fractions import Fraction
 
 import numpy as np
@@ -421,12 +422,24 @@ def test_restore_videos_helper(clip, tmp_path):
     assert all(is_video(f"x{s}") for s in VIDEO_SUFFIXES) and is_video("a.MKV") and not is_video("a.png")
     items = list(iter_inputs([folder], IMAGE_EXTENSIONS + VIDEO_SUFFIXES))
     lines, errors = [], []
-    done, failed = restore_videos(gt_restorer(lms, boxes), items, tmp_path / "out", echo=lines.append,
-                                  fail=errors.append)
-    assert (done, failed) == (1, 1)
+    done, failed, faces = restore_videos(gt_restorer(lms, boxes), items, tmp_path / "out", echo=lines.append,
+                                         fail=errors.append)
+    assert (done, failed) == (1, 1) and faces == 30
     assert (tmp_path / "out" / "in" / "sub" / "good.mp4").exists()
     assert len(errors) == 1 and "broken.mp4" in errors[0]
     assert len(lines) == 1 and "30 frames" in lines[0] and "1 track" in lines[0], lines
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_restored_video_follows_the_umask(clip, tmp_path, umask):
+    """A restored video is written 0644 under the usual umask, like photos (it was 0600)."""
+    src, lms, boxes = clip
+    old = os.umask(umask)
+    try:
+        restore_video(gt_restorer(lms, boxes), src, tmp_path / "o.mp4")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "o.mp4").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 def test_restore_command_takes_a_folder_of_photos_and_videos(clip, tmp_path, monkeypatch):
@@ -445,11 +458,14 @@ def test_restore_command_takes_a_folder_of_photos_and_videos(clip, tmp_path, mon
     shutil.copy(path, src / "clip.mp4")
     Image.fromarray(masked_head()).save(src / "photo.png")
     monkeypatch.setattr(restore_mod, "default_detector", lambda device="cpu", name="mtcnn": FrameDetector(lms, boxes))
-    res = CliRunner().invoke(app, ["restore", str(src), "-o", str(tmp_path / "out"), "--model", "bicubic", "-q",
+    res = CliRunner().invoke(app, ["restore", str(src), "-o", str(tmp_path / "out"), "--model", "bicubic",
                                    "--detect-every", "3"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "out" / "mixed" / "clip.mp4").is_file() and (tmp_path / "out" / "mixed" / "photo.png").is_file()
     assert "1 photos, 1 videos" in res.output
+    # the closing summary counts the clip's faces (summed over frames) with the photo's
+    video_faces = int(re.search(r"(\d+) faces restored in", res.output).group(1))
+    assert video_faces > 0 and f"{video_faces + 1} faces found, {video_faces + 1} restored" in res.output, res.output
     assert len(frames(tmp_path / "out" / "mixed" / "clip.mp4")) == len(frames(path))
     bad = CliRunner().invoke(app, ["restore", str(src), "-o", str(tmp_path / "o2"), "--start", "2", "--end", "1"])
     assert bad.exit_code == 2 and "--end" in bad.output

@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
         check_options(precision, ext, suffix, start, end)
         t0 = time.perf_counter()
         found = name_outputs(list(iter_inputs(inputs, IMAGE_EXTENSIONS + VIDEO_SUFFIXES)))
+        if not found:  # folders with nothing to restore: an error, as `degrade` says of them
+            raise FaceRestoreError(f"no images or videos in {', '.join(map(str, inputs))} "
+                                   f"(looked for {', '.join(IMAGE_EXTENSIONS + VIDEO_SUFFIXES)})")
         videos = [it for it in found if not it.error and is_video(it.path)]
         if videos and aligned:
             raise FaceRestoreError(f"--aligned is for face crops, not videos ({videos[0].path})")
@@ -355,8 +358,10 @@ class _Run:
                 self.fail(clash)
             else:
                 todo.append(it)
-        done, _ = restore_videos(self.r, todo, self.out, quiet=quiet, echo=typer.echo, fail=self.fail,
-                                 warn=self.warn, max_pixels=self.max_pixels, **options)
+        done, _, faces = restore_videos(self.r, todo, self.out, quiet=quiet, echo=typer.echo, fail=self.fail,
+                                        warn=self.warn, max_pixels=self.max_pixels, **options)
+        self.stats.faces += faces  # summed over frames, as each video's own line counts them
+        self.stats.restored += faces
         return done
 
     # -- aligned crops ----------------------------------------------------------------------------

@@ -35,21 +35,22 @@ def restore_videos(restorer, items: Iterable[Any], out_dir: str | os.PathLike[st
                    crf: int = 18, start: Optional[float] = None, end: Optional[float] = None, quiet: bool = False,
                    echo: Callable[[str], None] = print, fail: Optional[Callable[[str], None]] = None,
                    warn: Optional[Callable[[str], None]] = None,
-                   max_pixels: Optional[int] = None) -> tuple[int, int]:
+                   max_pixels: Optional[int] = None) -> tuple[int, int, int]:
     """Restore each video item (from :func:`facerestore.io.iter_inputs`) into ``out_dir``.
 
     Per video: a progress bar on a terminal (not when ``quiet``), then one summary line through
     ``echo`` (also not when ``quiet``). A video that cannot be read or written is reported
     through ``fail(message)`` (default: ``error: ...`` on stderr) and the next one is processed;
     a video in which no face was restored gets a ``warning: ...`` through ``warn``. Ctrl-C stops
-    at once, leaving no partial output. Returns ``(n_done, n_failed)``.
+    at once, leaving no partial output. Returns ``(n_done, n_failed, faces)``, ``faces`` the faces
+    restored, summed over the frames of every video.
     """
     from ..errors import InputImageError
     from ..video import restore_video
 
     fail = fail or (lambda msg: _stderr(f"error: {msg}"))
     warn = warn or (lambda msg: _stderr(f"warning: {msg}"))
-    done = failed = 0
+    done = failed = faces = 0
     for item in items:
         if item.error:
             fail(item.error)
@@ -65,11 +66,12 @@ def restore_videos(restorer, items: Iterable[Any], out_dir: str | os.PathLike[st
             failed += 1
             continue
         done += 1
+        faces += summary.faces
         if summary.faces == 0:
             warn(f"{item.path}: no face found; written without changes to faces")
         if not quiet:
             echo(summary_line(item.path, target, summary))
-    return done, failed
+    return done, failed, faces
 
 
 def summary_line(src: Any, dst: Any, s: Any) -> str:
