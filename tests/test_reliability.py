@@ -720,3 +720,19 @@ def test_disk_full_during_checkpoint_write(tmp_path, monkeypatch):
     res = cli(*args, "--resume")
     assert res.exit_code == 0 and "resumed from" in res.output, res.output
     _checkpoints_all_load(run)
+
+
+def test_train_says_what_it_will_do_at_once(tmp_path):
+    """Off a terminal, `train` prints its plan as its first line (before the imports and the model
+    build), then the data, device and precision, then a log line per `log_every` steps."""
+    faces = tmp_path / "faces"
+    badinputs.write_good(faces, 6, size=24)
+    recipe = write_recipe(tmp_path, faces, steps=4)
+    res = cli("train", recipe, "--out", tmp_path / "run", "--device", "cpu", "--no-progress", "--no-tensorboard",
+              "--steps", "2")
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert lines[0].startswith("train tiny_reliability: 4 steps x 2 faces") and "device cpu" in lines[0] and str(faces) in lines[0]
+    assert "stopping at step 2" in lines[0]
+    assert any(line.startswith("6 training faces; device cpu, ") and "from step 0 to 2" in line for line in lines), lines
+    assert any(line.startswith("step 2/2 ") for line in lines), lines

@@ -12,7 +12,9 @@ import concurrent.futures
 import contextlib
 import io
 import json
+import logging
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -268,3 +270,18 @@ def test_cli_serves_and_stops():
         out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out
     assert "Traceback" not in out and f"127.0.0.1:{port}" in out
+    # the access log: one line per request, method, path, status and seconds
+    assert re.search(r" 127\.0\.0\.1 POST /api/restore 400 \d+\.\d{3}s$", out, re.M), out
+    assert re.search(r" 127\.0\.0\.1 GET / 404 \d+\.\d{3}s$", out, re.M), out
+
+
+def test_each_request_is_logged_without_its_query(server, photo, caplog):
+    """Every request, served or refused, gives one access-log record; the query string (where a
+    browser sends ?token=) is never written."""
+    caplog.set_level(logging.INFO, logger="facerestore.serve.access")
+    assert post(server, photo).status_code == 200
+    assert server.get("/api/nope", params={"token": "s3cret"}).status_code == 404
+    lines = [r.getMessage() for r in caplog.records if r.name == "facerestore.serve.access"]
+    assert any(re.fullmatch(r"127\.0\.0\.1 POST /api/restore 200 \d+\.\d{3}s", m) for m in lines), lines
+    assert any(re.fullmatch(r"127\.0\.0\.1 GET /api/nope 404 \d+\.\d{3}s", m) for m in lines), lines
+    assert not any("s3cret" in m for m in lines)

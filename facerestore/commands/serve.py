@@ -52,7 +52,21 @@ def register(app: typer.Typer) -> None:
         config = ServeConfig(host=host, port=port, model=model, device=device, workers=workers, queue=queue,
                              timeout=timeout, max_upload_mb=max_upload_mb, max_pixels=max_pixels, token=token, ui=ui)
         asgi = build_app(config)
+        _print_access_log()
         shown = f"[{host}]" if ":" in host else host
         typer.echo(f"facerestore serve: http://{shown}:{port}/ (API docs /docs; model {model}, "
                    f"{workers} worker(s), queue {queue}{', token required' if token else ''}); Ctrl+C stops")
         uvicorn.run(asgi, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+
+
+def _print_access_log() -> None:
+    """Each request as one line on stderr (uvicorn's own access log stays off: ours has the time)."""
+    import logging
+
+    from ..serve.api import ACCESS_LOG
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    ACCESS_LOG.addHandler(handler)
+    ACCESS_LOG.setLevel(logging.INFO)
+    ACCESS_LOG.propagate = False

@@ -46,6 +46,10 @@ def register(app: typer.Typer) -> None:
 
         r = load_recipe(recipe, set_ or [])
         run_dir = out or pathlib.Path("runs") / r.name
+        # at once, before the seconds of imports and model building (click flushes it, terminal or not)
+        typer.echo(f"train {r.name}: {r.train.steps} steps x {r.train.batch_size} faces, data "
+                   f"{', '.join(map(str, r.data.train))}, device {device}, run folder {run_dir}"
+                   + (f", stopping at step {steps}" if steps else ""))
         _sigterm_interrupts()
         show = sys.stderr.isatty() if progress is None else progress
         result = run_training(r, run_dir, device=device, resume=resume, stop_at=steps, progress=show,

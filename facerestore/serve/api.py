@@ -13,7 +13,9 @@ import contextlib
 import hmac
 import http.cookies
 import json
+import logging
 import re
+import time
 import urllib.parse
 from typing import Literal, Optional
 
@@ -56,6 +58,7 @@ def build_app(config: ServeConfig, engine: Optional[Engine] = None) -> FastAPI:
 
         mount_ui(app, engine, config)
     app.add_middleware(Guard, token=config.token, max_body=config.max_upload_bytes + MULTIPART_SLACK)
+    app.add_middleware(AccessLog)  # outermost: refusals by the guard are logged too
     return app
 
 
@@ -158,6 +161,36 @@ def _local_host(scope) -> bool:
         return True
     name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
     return is_loopback(name)
+
+
+#: one line per HTTP request: ``client method path status seconds`` (never the query string: it may
+#: hold the token); `facerestore serve` prints it to stderr
+ACCESS_LOG = logging.getLogger("facerestore.serve.access")
+
+
+class AccessLog:
+    """ASGI middleware writing each HTTP request to :data:`ACCESS_LOG` once its response has
+    started (status known) or the request failed (status 500)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        t0, status = time.perf_counter(), [500]
+
+        async def watched(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            client = scope.get("client") or ("-", 0)
+            ACCESS_LOG.info("%s %s %s %d %.3fs", client[0], scope.get("method", "-"), scope.get("path", ""),
+                            status[0], time.perf_counter() - t0)
 
 
 class BodyTooLarge(StarletteHTTPException):

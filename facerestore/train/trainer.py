@@ -250,6 +250,10 @@ class Trainer:
     # ---------------------------------------------------------------------------------------
     def _loader(self):
         ds = self._dataset if self._dataset is not None else open_faces(self.recipe.data.train, self.recipe, "data.train")
+        if self.dist.main:
+            precision = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32"
+            self._echo(f"{len(ds):,} training faces; device {self.device}, {precision}; "
+                       f"from step {self.step} to {self.stop_at}, a log line every {self.cfg.log_every} steps")
         try:
             sampler = ResumableBatchSampler(len(ds), self.cfg.batch_size, self.cfg.seed, self.dist.rank,
                                             self.dist.world, consumed=self.consumed)
