@@ -285,3 +285,15 @@ def test_each_request_is_logged_without_its_query(server, photo, caplog):
     assert any(re.fullmatch(r"127\.0\.0\.1 POST /api/restore 200 \d+\.\d{3}s", m) for m in lines), lines
     assert any(re.fullmatch(r"127\.0\.0\.1 GET /api/nope 404 \d+\.\d{3}s", m) for m in lines), lines
     assert not any("s3cret" in m for m in lines)
+
+
+def test_gradio_api_names_its_parameters_and_outputs(server):
+    """Through Gradio's own client, `/restore` takes named parameters and returns labelled values
+    (it took `paths, param_1 ... param_6` and returned an unlabelled `value_19`)."""
+    gradio_client = pytest.importorskip("gradio_client")
+    api = gradio_client.Client(str(server.base_url), verbose=False).view_api(return_format="dict", print_info=False)
+    endpoint = api["named_endpoints"]["/restore"]
+    names = [p["parameter_name"] for p in endpoint["parameters"]]
+    assert names == ["photos", "model", "fidelity", "upscale", "detector", "min_face", "max_face"], names
+    labels = [r["label"] for r in endpoint["returns"]]
+    assert labels == ["Before / after", "Photo shown", "Summary", "Download"], labels

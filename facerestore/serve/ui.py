@@ -77,8 +77,9 @@ def build_ui(engine: Engine, config: ServeConfig) -> gr.Blocks:
                 files = gr.File(label="Photos", file_count="multiple", file_types=["image"], elem_id="photos")
                 with gr.Accordion("Options", open=True):
                     model = gr.Dropdown(engine.models, value=config.model, label="Model")
-                    fidelity = gr.Slider(0, 1, value=engine.fidelity_default, step=0.05, label="Fidelity weight",
-                                         info="1 keeps the photo's visible pixels; 0 takes the model's",
+                    fidelity = gr.Slider(0, 1, value=engine.fidelity_default, step=0.05, label="Fidelity",
+                                         info="0 realistic .. 1 faithful: 1 keeps the photo's visible pixels "
+                                              "and a generative model's faithful fill",
                                          visible=engine.supports_fidelity)
                     upscale = gr.Slider(1, config.max_upscale, value=1, step=0.5, label="Upscale")
                     detector = gr.Dropdown(engine.detectors, value=DEFAULT_DETECTOR, label="Face detector")
@@ -89,13 +90,14 @@ def build_ui(engine: Engine, config: ServeConfig) -> gr.Blocks:
             with gr.Column():
                 slider = gr.ImageSlider(label="Before / after", type="filepath", elem_id="slider")
                 choose = gr.Dropdown([], label="Photo shown", visible=False)
-                summary = gr.Markdown(elem_id="summary")
+                summary = gr.Markdown(label="Summary", elem_id="summary")
                 downloads = gr.File(label="Download", file_count="multiple", elem_id="downloads")
         shown = gr.State([])
         gr.Examples(write_examples(engine.tmp / "examples"), inputs=[files, upscale])
 
-        def restore(paths, *options):
-            return restore_photos(engine, paths, *options)
+        # named parameters and labelled outputs: what Gradio's API page and gradio_client show
+        def restore(photos, model, fidelity, upscale, detector, min_face, max_face):
+            return restore_photos(engine, photos, model, fidelity, upscale, detector, min_face, max_face)
 
         run.click(restore, [files, model, fidelity, upscale, detector, min_face, max_face],
                   [slider, choose, summary, downloads, shown], api_name="restore")
