@@ -99,6 +99,25 @@ def _save_png(t: Tensor, path: pathlib.Path) -> None:
         Image.fromarray(a.permute(1, 2, 0).contiguous().numpy(), mode="RGB").save(path)
 
 
+def clear_output(out: pathlib.Path, replace: bool) -> None:
+    """Refuse a non-empty ``out``; with ``replace``, remove a paired set's own folders and
+    manifest there (anything else in it is refused too: it is not ours to delete)."""
+    import shutil
+
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not replace:
+        raise FaceRestoreError(f"{out} is not empty: give another folder, or --replace to replace the set in it")
+    ours = set(SUBDIRS) | {"manifest.json"}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours)
+    if foreign:
+        raise FaceRestoreError(f"{out} holds files that are not a paired set's ({', '.join(foreign[:3])}): "
+                               "not replaced; give another folder")
+    for name in SUBDIRS:
+        shutil.rmtree(out / name, ignore_errors=True)
+    (out / "manifest.json").unlink(missing_ok=True)
+
+
 def write_paired_set(out_dir: str | pathlib.Path, batches: Iterator[tuple[DegradationBatch, list[str]]],
                      manifest: dict[str, Any]) -> dict[str, Any]:
     """Write batches (with the source path of each sample) as a paired set; return the manifest."""
@@ -297,13 +316,16 @@ def degrade_folder(src: str | pathlib.Path, out: str | pathlib.Path, recipe: str
                    limit: int | None = None, device: str = "cpu", batch_size: int = 32,
                    landmark_cache: str | pathlib.Path | None = None,
                    grid: str | pathlib.Path | None = None,
-                   progress: Optional[Callable[[int], None]] = None) -> dict[str, Any]:
+                   progress: Optional[Callable[[int], None]] = None, replace: bool = False) -> dict[str, Any]:
     """Degrade the faces under ``src`` once with the recipe's pipeline and write a paired set;
-    ``progress(n)`` is called after each batch with the number of source files it covered."""
+    ``progress(n)`` is called after each batch with the number of source files it covered.
+    A non-empty ``out`` is refused unless ``replace`` (then the old set's folders and manifest go
+    first: a smaller new set must not leave stale pairs beside its manifest)."""
     from .data import FaceFolder
     from .landmark_cache import LandmarkCache
 
     specs, hq_size, scale, name = read_degradation_recipe(recipe)
+    clear_output(pathlib.Path(out), replace)
     pipeline = build_pipeline(specs)
     cache = LandmarkCache(landmark_cache, src) if landmark_cache else None
     ds = FaceFolder(src, hq_size, landmark_cache=cache, limit=limit)

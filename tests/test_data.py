@@ -144,5 +144,18 @@ def test_degrade_cli(face_dir, tmp_path):
                         "--limit", "5", "--batch-size", "2"])
     assert torch.equal(load_paired_set(out2).lq, ps.lq)
     # user errors are one line, exit 2
-    bad = runner.invoke(app, ["degrade", str(face_dir), str(out), "--recipe", str(tmp_path / "none.toml")])
+    bad = runner.invoke(app, ["degrade", str(face_dir), str(out2), "--recipe", str(tmp_path / "none.toml")])
     assert bad.exit_code == 2 and "recipe file not found" in bad.output
+    # a set already there is refused; --replace replaces it whole (a smaller set leaves no stale pairs)
+    again = runner.invoke(app, ["degrade", str(face_dir), str(out), "--recipe", str(recipe), "--limit", "2"])
+    assert again.exit_code == 2 and "not empty" in again.output and "--replace" in again.output
+    assert len(list((out / "hq").glob("*.png"))) == 4
+    again = runner.invoke(app, ["degrade", str(face_dir), str(out), "--recipe", str(recipe), "--limit", "2", "--replace"])
+    assert again.exit_code == 0, again.output
+    count = load_paired_set(out).manifest["count"]
+    assert 1 <= count < 4
+    for sub in ("hq", "lq", "lq_clean", "occlusion", "occlusion_hq"):
+        assert len(list((out / sub).glob("*.png"))) == count
+    (out / "mine.txt").write_text("keep")
+    foreign = runner.invoke(app, ["degrade", str(face_dir), str(out), "--recipe", str(recipe), "--replace"])
+    assert foreign.exit_code == 2 and "mine.txt" in foreign.output and (out / "hq").is_dir()

@@ -24,6 +24,8 @@ def register(app: typer.Typer) -> None:
         landmarks: Optional[Path] = typer.Option(None, "--landmarks", help="Landmark cache JSON (default: aligned template)."),
         grid: Optional[Path] = typer.Option(None, "--grid", help="Also write a before/after PNG of the first 16 faces."),
         quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress display."),
+        replace: bool = typer.Option(False, "--replace", help="Replace the paired set already in OUT "
+                                     "(by default a non-empty OUT is refused)."),
     ) -> None:
         """Degrade faces once (masks, blur, downscale, noise, JPEG) and write a paired set for evaluation."""
         import torch
@@ -42,7 +44,7 @@ def register(app: typer.Typer) -> None:
         total = len(list_images(src))
         with ItemProgress(min(total, limit or total), "degrade", unit="faces", quiet=quiet) as bar:
             m = degrade_folder(src, out, recipe, seed=seed, limit=limit, device=device, batch_size=batch_size,
-                               landmark_cache=landmarks, grid=grid, progress=bar.advance)
+                               landmark_cache=landmarks, grid=grid, progress=bar.advance, replace=replace)
         typer.echo(f"wrote {m['count']} pairs ({m['hq_size']}px -> {m['lq_size']}px, seed {seed}) to {out}")
         if grid is not None:
             typer.echo(f"grid: {grid}")
