@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import os
 import pathlib
-from typing import Optional
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Optional
 
 from .defaults import DEFAULT_MODEL
-from .device import resolve_device
 from .errors import FaceRestoreError, MissingWeightsError
+
+if TYPE_CHECKING:  # torch is imported where a model is built: the CLI's --help lists names without it
+    import torch
+    from torch import nn
 
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 #: bundled model name -> file under :data:`WEIGHTS_DIR`
@@ -63,6 +63,7 @@ def resolve_model(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: 
     """Build a generator (eval mode, on ``device``) and return it with its recipe (None for
     weight-free models). ``scale`` only applies to ``bicubic``."""
     from .checkpoint import load_generator
+    from .device import resolve_device
 
     dev = resolve_device(device)
     name = os.fspath(name_or_path)

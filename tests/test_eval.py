@@ -281,3 +281,14 @@ def test_eval_degrades_a_face_folder_on_the_fly(tmp_path):
     assert a["data"]["seed"] == 3 and a["data"]["on_the_fly"]
     assert a["models"][0]["metrics"] == b["models"][0]["metrics"]  # a seed reproduces the set
     assert a["models"][0]["counts"]["psnr_occluded"] >= 1
+
+
+def test_eval_hints_at_skip_for_the_slow_groups(paired):
+    r = _run(["--model", "bicubic", "--data", str(paired), "--limit", "2", "--device", "cpu",
+              "--skip", "lpips,fd,landmarks", "--skip", "speed", "--skip", "identity"])
+    assert r.exit_code == 0, r.output
+    assert "for a quick look" not in r.output
+    r = _run(["--model", "bicubic", "--data", str(paired), "--limit", "2", "--device", "cpu", "--skip", "lpips,fd",
+              "--skip", "identity,landmarks", "--speed-seconds", "0"])
+    assert r.exit_code == 0, r.output
+    assert "computing speed too: for a quick look, --skip speed" in r.output

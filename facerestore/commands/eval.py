@@ -73,6 +73,9 @@ def register(app: typer.Typer) -> None:
                 m.name = f"{m.name} ({i + 1})"
         log(f"{len(pairs)} faces {pairs.lq_size}->{pairs.hq_size}px, {len(models)} model(s), device {dev}, "
             f"{torch.get_num_threads()} threads")
+        slow = [g for g in ("identity", "landmarks", "speed") if g not in skips]
+        if slow:  # dlib's networks dominate: minutes for a few hundred faces on a CPU
+            log(f"computing {', '.join(slow)} too: for a quick look, --skip {','.join(slow)}")
         from ..progress import ItemProgress
 
         with ItemProgress(len(pairs), "eval", unit="faces", quiet=quiet) as bar:

@@ -30,7 +30,8 @@ def register(app: typer.Typer) -> None:
     @app.command("restore")
     @user_errors
     def restore(
-        inputs: List[str] = typer.Argument(..., metavar="INPUT...", help="Image files, folders (recursive) or globs."),
+        inputs: List[str] = typer.Argument(..., metavar="INPUT...", help="Photos, videos (.mp4, .mov, ...), folders "
+                                     "(recursive) or globs."),
         out_dir: pathlib.Path = typer.Option(pathlib.Path("restored"), "-o", "--out", help="Output folder; "
                                              "outputs keep the inputs' relative paths."),
         model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name (see `facerestore doctor`) or .safetensors path."),

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from ..defaults import DEFAULT_MODEL
+from ..zoo import known_models
 
 from . import user_errors
 
@@ -23,7 +24,8 @@ def register(app: typer.Typer) -> None:
         port: int = typer.Option(7860, "--port", min=1, max=65535, help="Port to listen on."),
         workers: int = typer.Option(1, "--workers", min=1, help="Photos restored at once (threads, one model)."),
         model: str = typer.Option(DEFAULT_MODEL, "--model", "-m",
-                                  help="Model name (jdsr-x4, bicubic) or .safetensors path."),
+                                  help="Model name (see `facerestore doctor`: "
+                                  f"{', '.join(known_models())}) or .safetensors path."),
         device: str = typer.Option("auto", "--device", help="auto, cpu or cuda."),
         token: Optional[str] = typer.Option(None, "--token", envvar="FACERESTORE_TOKEN",
                                             help="Bearer token every request must carry (env FACERESTORE_TOKEN)."),
