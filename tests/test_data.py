@@ -61,7 +61,9 @@ def test_loader_and_to_float(face_dir):
     batch = next(iter(loader))
     assert batch["hq"].shape == (3, 3, 32, 32) and batch["hq"].dtype == torch.uint8
     x = to_float(batch, "cpu", channels_last=True)
-    assert x.dtype == torch.float32 and x.max() <= 1 and x.is_contiguous(memory_format=torch.channels_last)
+    assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
+    # the scale exactly: x * 255 gives back the uint8 pixels (a divisor of 510 passed `x.max() <= 1`)
+    assert torch.equal((x * 255).round().to(torch.uint8), batch["hq"]) and x.max() > 0.5
     order1 = [int(i) for b in make_loader(face_dir, 32, 2, 0, seed=5, drop_last=False) for i in b["index"]]
     order2 = [int(i) for b in make_loader(face_dir, 32, 2, 0, seed=5, drop_last=False) for i in b["index"]]
     assert order1 == order2
