@@ -8,6 +8,8 @@ import json
 import pytest
 import torch
 
+from facerestore import metrics as M
+
 from facerestore import components as registry_mod
 from facerestore.checkpoint import load_generator, load_tensors, read_metadata
 from facerestore.errors import FaceRestoreError, RecipeError
@@ -85,7 +87,12 @@ def test_checkpoint_contents_and_run_folder(reg, tmp_path, monkeypatch):
     assert rec.name == "tiny"
     best, _ = load_tensors(run / "best.safetensors")
     assert any(k.startswith("ema.") for k in best)
-    assert result.best_psnr is not None and result.best_psnr > 5
+    # better than any flat image (an all-zero output scores 4.8 dB on faces, flat grey about 13):
+    # the best constant, the validation faces' mean colour, is the bar
+    vs = val_set()
+    flat = vs.hq.mean((0, 2, 3), keepdim=True).expand_as(vs.hq)
+    bar = float(M.psnr(flat, vs.hq).mean())
+    assert result.best_psnr is not None and result.best_psnr > bar + 1.0, (result.best_psnr, bar)
     assert list((run / "samples").glob("step_*.png"))
     records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert {r["event"] for r in records} == {"train", "val"}
