@@ -175,10 +175,26 @@ def test_aligned_non_square_is_centre_cropped_once(tmp_path):
     assert Image.open(tmp_path / "out" / "f0.png").size == (178, 178)
 
 
-def test_aligned_512_comes_back_at_512(tmp_path):
+def _spy_model(monkeypatch) -> list[int]:
+    """Count the faces each ``Restorer.run_model`` call is given (output == input must not pass
+    because the model never ran)."""
+    calls: list[int] = []
+    original = Restorer.run_model
+
+    def counted(self, batch):
+        calls.append(batch.shape[0])
+        return original(self, batch)
+
+    monkeypatch.setattr(Restorer, "run_model", counted)
+    return calls
+
+
+def test_aligned_512_comes_back_at_512(tmp_path, monkeypatch):
     Image.fromarray(astro()).crop((100, 0, 356, 256)).resize((512, 512)).save(tmp_path / "big.png")
+    calls = _spy_model(monkeypatch)
     res = run(tmp_path / "big.png", "-o", tmp_path / "out", "--model", "bicubic", "--aligned", "-q")
     assert res.exit_code == 0, res.output
+    assert calls == [1]
     out = np.asarray(Image.open(tmp_path / "out" / "big.png"))
     assert out.shape == (512, 512, 3)
     # no occlusion estimate and a face 4x the model's output: every pixel is the input's
@@ -186,10 +202,12 @@ def test_aligned_512_comes_back_at_512(tmp_path):
 
 
 # -- mask-aware compositing ----------------------------------------------------------------------
-def test_fidelity_one_and_no_mask_leave_the_photo_unchanged():
+def test_fidelity_one_and_no_mask_leave_the_photo_unchanged(monkeypatch):
     img = astronaut()
+    calls = _spy_model(monkeypatch)
     res = restorer(fidelity=1.0).restore_many([img])[0]
-    assert res.n_restored == 1
+    assert res.n_restored == 1 and calls == [1]
+    assert not torch.equal(res.restored, res.aligned)  # the model changed the face; compositing kept the photo
     assert torch.equal((res.image * 255).round(), (img * 255).round())
 
 
@@ -221,12 +239,18 @@ def test_occlusion_is_replaced_and_the_border_shows_no_seam():
 
 
 def test_bf16_precision_stays_close_to_fp32():
+    res = CliRunner().invoke(app, ["restore", "x.png", "--precision", "fp8"])
+    assert res.exit_code == 2 and "--precision" in res.output
+    from facerestore.device import cpu_has_bf16
+
     x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     a = Restorer.from_pretrained("jdsr-x4", device="cpu").restore_faces(x)
     b = Restorer.from_pretrained("jdsr-x4", device="cpu", precision="bf16").restore_faces(x)
+    if not cpu_has_bf16():  # bf16 falls back to float32 here: the outputs are the same bits
+        assert torch.equal(a, b)
+        pytest.skip("this CPU has no native bf16 (AVX512-BF16/AMX): precision='bf16' runs float32 here")
+    assert not torch.equal(a, b), "precision='bf16' did not run in bf16"
     assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 0.005
-    res = CliRunner().invoke(app, ["restore", "x.png", "--precision", "fp8"])
-    assert res.exit_code == 2 and "--precision" in res.output
 
 
 def test_checkpoints_and_exports_follow_the_umask(tmp_path):
