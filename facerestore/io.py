@@ -129,9 +129,7 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> t
                 if w <= 0 or h <= 0:
                     raise _fail(shown, f"invalid image size {w}x{h}")
                 if w * h > limit:
-                    raise _fail(shown, f"{w}x{h} = {pixel_count(w * h)} exceeds the limit of "
-                                       f"{pixel_count(limit)} (set --max-pixels or FACERESTORE_MAX_PIXELS "
-                                       "to allow it)")
+                    raise _too_many_pixels(shown, w, h, limit)
                 frames = int(getattr(img, "n_frames", 1) or 1)
                 if frames > 1:
                     img.seek(0)
@@ -141,8 +139,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> t
                 return _convert(img, shown, fmt, frames, bits)
     except InputImageError:
         raise
-    except Image.DecompressionBombError as exc:
-        raise _fail(shown, f"too many pixels ({exc})") from None
+    except Image.DecompressionBombError:  # Pillow's own check fired first (over twice its limit)
+        w, h = _header_size(path)
+        raise _too_many_pixels(shown, w, h, limit) from None
     except UnidentifiedImageError:
         raise _fail(shown, "not an image (or a format Pillow cannot read)") from None
     except PermissionError:
@@ -152,6 +151,24 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> t
         raise _fail(shown, f"corrupt or truncated image ({msg})") from None
     except MemoryError:
         raise _fail(shown, "not enough memory to decode this image") from None
+
+
+def _too_many_pixels(shown: str, w: int, h: int, limit: int) -> InputImageError:
+    return _fail(shown, f"{w}x{h} = {pixel_count(w * h)} exceeds the limit of {pixel_count(limit)} "
+                        "(set --max-pixels or FACERESTORE_MAX_PIXELS to allow it)")
+
+
+def _header_size(path: pathlib.Path) -> tuple[int, int]:
+    """Width and height from the header alone, Pillow's decompression-bomb check off for it."""
+    from PIL import Image
+
+    saved = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with Image.open(path) as img:
+            return img.size
+    finally:
+        Image.MAX_IMAGE_PIXELS = saved
 
 
 def _source_bits(img) -> int:

@@ -42,9 +42,13 @@ def test_pixel_occluded_weight_emphasises_the_mask(img):
     weighted = create("loss", "pixel", occluded_weight=3.0)
     assert plain(err_in, img, occlusion=occ).item() == pytest.approx(plain(err_out, img, occlusion=occ).item())
     assert weighted(err_in, img, occlusion=occ) > 2 * weighted(err_out, img, occlusion=occ)
-    # an HQ-size prediction uses the map of its own size (or a resized one)
+    # an HQ-size prediction uses the map resized to its own size: an error of 0.1 inside the mask
+    # (lower half) weighs 1 + 3 = 4 there, the visible half 1: 0.1 * 4 * half / (2.5 * all)
     big = torch.rand(2, 3, 32, 32)
-    assert weighted(big, big, occlusion=occ).item() == 0.0
+    err = big.clone()
+    err[..., 16:, :] += 0.1
+    assert weighted(err, big, occlusion=occ).item() == pytest.approx(0.1 * 4 * 0.5 / 2.5, rel=1e-4)
+    assert weighted(err, big, occlusion_hq=F.interpolate(occ, size=(32, 32))).item() == pytest.approx(0.08, rel=1e-4)
 
 
 def test_tv_zero_for_flat_and_grows_with_noise():
@@ -65,8 +69,11 @@ def test_asymmetric_loss_penalises_under_estimation_more():
     assert under == pytest.approx(0.7 * 0.04, rel=1e-5)
     assert over == pytest.approx(0.3 * 0.04, rel=1e-5)
     assert loss(target - 0.4, target).item() > under
-    # the true occlusion map may come at HQ size: it is area-resized to the estimate
-    assert loss(target, torch.full((1, 1, 32, 32), 0.5)).item() == 0.0
+    # the true occlusion map may come at HQ size: it is area-resized to the estimate (a 32 px map
+    # whose every 4x4 cell averages to 0.25 gives 0.25 everywhere: an under-estimate of 0.25 by 0.5 -> over)
+    hq_map = torch.zeros(1, 1, 32, 32)
+    hq_map[..., ::2, ::2] = 1.0
+    assert loss(target, hq_map).item() == pytest.approx(0.3 * 0.25 ** 2, rel=1e-5)
 
 
 def test_occluded_mean_counts_only_the_occluded_pixels():
