@@ -285,12 +285,18 @@ def test_tta_averages_the_mirrored_occlusion_map(tmp_path):
     assert torch.allclose(sr, (sr_a + sr_b.flip(-1)) / 2, atol=1e-5)
 
 
-def test_model_resolution_errors(tmp_path):
-    from facerestore import zoo
+def test_model_resolution_errors(tmp_path, monkeypatch, capsys):
+    from facerestore import demo, zoo
 
-    if not zoo.bundled_path("jdsr-x4").exists():
-        with pytest.raises(MissingWeightsError, match="--model"):
-            Restorer.from_pretrained("jdsr-x4", device="cpu")
+    # an install without the bundled weights (the file is shipped, so point the name elsewhere)
+    with monkeypatch.context() as m:
+        m.setitem(zoo.BUNDLED, zoo.DEFAULT_MODEL, "no-such-file.safetensors")
+        with pytest.raises(MissingWeightsError, match=r"--model PATH\.safetensors"):
+            Restorer.from_pretrained(zoo.DEFAULT_MODEL, device="cpu")
+        # the demo falls back to the weight-free baseline, with a warning
+        monkeypatch.setattr(demo, "aligned_face", lambda img, size, name="": (torch.rand(1, 3, size, size), 1.0))
+        assert demo.main(["--out", str(tmp_path / "d.png"), "--device", "cpu"]) == 0
+        assert (tmp_path / "d.png").is_file() and "falling back to the weight-free bicubic" in capsys.readouterr().err
     with pytest.raises(FaceRestoreError, match="known names"):
         zoo.resolve_model("no-such-model")
     (tmp_path / "m.pt").write_bytes(b"PK")

@@ -137,9 +137,11 @@ def test_user_errors_exit_2(tmp_path, fake_detector):
     assert res.exit_code == 2 and "known names" in res.output and "Traceback" not in res.output
     from facerestore import zoo
 
-    if not zoo.bundled_path("jdsr-x4").exists():
+    with pytest.MonkeyPatch.context() as m:  # the bundled file missing from an install
+        m.setitem(zoo.BUNDLED, zoo.DEFAULT_MODEL, "no-such-file.safetensors")
         res = run(tmp_path / "x.png", "-o", tmp_path / "out")
-        assert res.exit_code == 2 and "--model" in res.output
+    assert res.exit_code == 2 and "is not in this install" in res.output and "--model" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_missing_input_reported(tmp_path, fake_detector):
