@@ -7,6 +7,7 @@ training and no ../shared data are needed.
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import stat
@@ -253,15 +254,29 @@ def test_bf16_precision_stays_close_to_fp32():
     assert (a - b).abs().max() < 0.05 and (a - b).abs().mean() < 0.005
 
 
-def test_checkpoints_and_exports_follow_the_umask(tmp_path):
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_checkpoints_and_exports_follow_the_umask(tmp_path, umask):
+    """Checkpoints and every export format get 0666 & ~umask (a hard-coded chmod 0644 fails 027/077)."""
     from facerestore.checkpoint import save_tensors
+    from facerestore.commands.export import export_onnx, export_pt2
+    from facerestore.zoo import resolve_model
 
-    old = os.umask(0o022)
+    gen, _ = resolve_model("bicubic", "cpu")
+    old = os.umask(umask)
     try:
         save_tensors(tmp_path / "c.safetensors", {"w": torch.zeros(2)}, {"contents": "generator"})
+        export_pt2(gen, 16, tmp_path / "m.pt2")
+        if importlib.util.find_spec("onnx") is not None:
+            export_onnx(gen, 16, tmp_path / "m.onnx")
+        res = CliRunner().invoke(app, ["export", "-m", "jdsr-x4", "--safetensors", str(tmp_path / "e.safetensors"),
+                                       "--half"])
+        assert res.exit_code == 0, res.output
     finally:
         os.umask(old)
-    assert mode(tmp_path / "c.safetensors") == 0o644
+    written = [p for p in tmp_path.iterdir() if p.is_file()]
+    assert len(written) >= 3
+    for p in written:
+        assert mode(p) == 0o666 & ~umask, p.name
 
 
 def test_progress_callback_form_sets_the_total():
