@@ -63,13 +63,16 @@ sys.addaudithook(_audit)
 
 @contextlib.contextmanager
 def running(config: ServeConfig, engine=None):
-    """A server for ``config`` on a free 127.0.0.1 port, watched by the audit hook; yields (URL, app)."""
+    """A server for ``config`` on a free 127.0.0.1 port, watched by the audit hook; yields (URL, app).
+    Every server checks on its way out that nothing tried to reach another host while it ran."""
+    seen = len(OUTSIDE)
     WATCHING[0] += 1
     try:
         with serve_in_thread(config, engine) as got:
             yield got
     finally:
         WATCHING[0] -= 1
+    assert not OUTSIDE[seen:], f"the server or the UI tried to reach another host: {OUTSIDE[seen:]}"
 
 
 def png(arr: np.ndarray) -> bytes:
@@ -90,7 +93,6 @@ def server():
                          max_pixels=2_000_000)
     with running(config) as (url, _app), httpx.Client(base_url=url, timeout=60) as client:
         yield client
-    assert not OUTSIDE, OUTSIDE
 
 
 def post(client, data: bytes, name: str = "photo.png", **params):
@@ -297,3 +299,14 @@ def test_gradio_api_names_its_parameters_and_outputs(server):
     assert names == ["photos", "model", "fidelity", "upscale", "detector", "min_face", "max_face"], names
     labels = [r["label"] for r in endpoint["returns"]]
     assert labels == ["Before / after", "Photo shown", "Summary", "Download"], labels
+
+
+def test_every_server_checks_that_nothing_left_loopback():
+    """The check runs when any test server stops, not in one fixture: a lookup of another host
+    during its life (blocked by the audit hook before it leaves the process) fails the test."""
+    config = ServeConfig(model="bicubic", device="cpu", workers=1, queue=1, ui=False)
+    with pytest.raises(AssertionError, match="another host"):
+        with running(config):
+            with pytest.raises(OSError, match="blocked"):
+                socket.getaddrinfo("example.invalid", 80)
+    del OUTSIDE[:]  # recorded on purpose above
