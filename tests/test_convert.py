@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from facerestore.checkpoint import load_generator
 from facerestore.cli import app
-from facerestore.errors import CheckpointError
 from facerestore.recipe import load_recipe
 from facerestore.components import default_registry
 
@@ -53,13 +52,6 @@ def test_convert_refuses_code_in_pickle(tmp_path, small, monkeypatch):
     assert result.exit_code == 2
     assert "weights_only=True" in result.output
     assert not (tmp_path / "PWNED_BY_PICKLE").exists()
-
-
-def test_pickle_model_files_are_refused_with_instructions(tmp_path):
-    legacy = tmp_path / "model.pth"
-    torch.save({"w": torch.zeros(1)}, legacy)
-    with pytest.raises(CheckpointError, match="facerestore convert"):
-        load_generator(legacy)
 
 
 def test_mismatching_weights_name_the_first_tensor(tmp_path, small):

@@ -181,12 +181,6 @@ def test_channels_last_gives_the_same_result(reg):
         torch.testing.assert_close(got[k], ref[k], atol=1e-4, rtol=1e-4)
 
 
-def test_attention_is_chosen_by_the_recipe(reg):
-    for name, cls in (("se", attention.SqueezeExcitation), ("cbam", attention.CBAM), ("identity", attention.NoAttention)):
-        up = reg.build("upsampler", tiny_sr(attention={"type": name}))
-        assert all(isinstance(b.attention, cls) for b in up.blocks)
-
-
 def test_patch_discriminator_with_spectral_norm(reg):
     d = reg.build("discriminator", {"type": "patch", "channels": 8, "layers": 3})
     assert isinstance(d, Discriminator)

@@ -152,8 +152,3 @@ def test_cli_recipe_check_every_recipe():
     assert result.output.count("ok: ") == len(RECIPES)
 
 
-def test_cli_recipe_show_prints_parameters_and_flops():
-    result = CliRunner().invoke(app, ["recipe", "show", str(REPO / "recipes/jdsr_gan_small.toml")])
-    assert result.exit_code == 0, result.output
-    assert "M parameters" in result.output and "GFLOPs per face" in result.output
-    assert "denoiser: JDSRDenoiser" in result.output
