@@ -36,6 +36,7 @@ demo: setup
 	$(BIN)/python -m facerestore.demo $(if $(IMAGE),$(IMAGE),) --out out/demo.png
 
 test: setup
+	$(BIN)/ruff check --quiet .
 	$(BIN)/python -m pytest -q
 
 bench: setup

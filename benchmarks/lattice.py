@@ -63,8 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(min(2, torch.get_num_threads()))
     recipe = load_recipe(ROOT / "recipes/jdsr_gan.toml")
     chains = protocols(recipe)
-    print(f"| protocol | model | grid in the occlusion (grey levels RMS) | PSNR occluded | PSNR visible |\n"
-          f"|---|---|---|---|---|")
+    print("| protocol | model | grid in the occlusion (grey levels RMS) | PSNR occluded | PSNR visible |\n"
+          "|---|---|---|---|---|")
     for name in args.protocols.split(","):
         data = paired(recipe, name, chains[name], args.val, args.limit, 0)
         print(f"| {name} | ground truth | {grid_levels(data.hq, data.occlusion_hq, args.period):.2f} | | |", flush=True)

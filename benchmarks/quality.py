@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import math
 import os
 import pathlib
 import platform
@@ -178,7 +177,6 @@ def fmt_seconds(s: float | None) -> str:
 def write_report(path: pathlib.Path, args, command: str, results: dict, table: str, times: dict,
                  recipes: list[str], eval_set: pathlib.Path, images_seen: int, batch: int,
                  total_seconds: float, overrides: dict[str, list[str]]) -> None:
-    import torch
 
     data = results["data"]
     man = data.get("manifest", {})

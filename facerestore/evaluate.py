@@ -452,7 +452,6 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
 # --------------------------------------------------------------------------------------------
 def save_grid(report: EvalReport, path: str | os.PathLike[str], labels: Optional[Sequence[str]] = None) -> pathlib.Path:
     """PNG: one row per face, columns input (nearest-upscaled) | each model | target, labelled."""
-    import numpy as np
     from PIL import Image, ImageDraw
 
     if not report.grid:

@@ -263,7 +263,7 @@ class Restorer:
         if detections is None:
             detections = self.detector.detect(images) if images else []
         records = [self.select(d, tuple(img.shape[-2:])) for d, img in zip(detections, images)]
-        crops, mats = [], []
+        crops = []
         for img, faces in zip(images, records):
             lms = [f.landmarks for f in faces if f.restored]
             if lms:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-import torch
 import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn

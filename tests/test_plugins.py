@@ -8,7 +8,6 @@ import subprocess
 import sys
 import types
 
-import pytest
 
 from facerestore.interfaces import Attention
 from facerestore.plugins import hookimpl, load_plugins

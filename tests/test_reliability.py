@@ -9,7 +9,6 @@ from __future__ import annotations
 import copy
 import errno
 import json
-import math
 import os
 import pathlib
 import random
@@ -30,7 +29,7 @@ from typer.testing import CliRunner
 
 import badinputs
 from facerestore.cli import app
-from facerestore.errors import CheckpointError, FaceRestoreError, RecipeError
+from facerestore.errors import RecipeError
 from facerestore.recipe import load_recipe
 
 REPO = pathlib.Path(__file__).resolve().parents[1]

@@ -7,7 +7,6 @@ in the test that runs the real MTCNN detector.
 
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np

@@ -125,7 +125,7 @@ def _details(r: _Reader) -> Layer:
         params = r.tensor()
         f = dict(num_filters=r.int(), nr=r.int(), nc=r.int(), stride_y=r.int(), stride_x=r.int(),
                  padding_y=r.int(), padding_x=r.int())
-        filters, biases = r.alias(), r.alias()
+        filters, _biases = r.alias(), r.alias()  # the bias shape is implied by num_filters
         for _ in range(4):  # learning-rate / weight-decay multipliers
             r.real()
         use_bias = r.bool() if name == "con_5" else True
