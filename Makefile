@@ -37,6 +37,7 @@ demo: setup
 
 test: setup
 	$(BIN)/ruff check --quiet .
+	$(BIN)/lint-imports --no-cache > /dev/null || $(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q
 
 bench: setup

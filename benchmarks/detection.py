@@ -129,7 +129,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from facerestore.registry import default_registry
+    from facerestore.components import default_registry
 
     data = pathlib.Path(args.data)
     rmfd_dir = data / "scenes" / "rmfd_dev"

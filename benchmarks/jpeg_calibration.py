@@ -34,7 +34,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def libjpeg(x: torch.Tensor, q: int) -> torch.Tensor:
-    from facerestore.data import to_uint8
+    from facerestore.pixels import to_uint8
 
     out = []
     for im in to_uint8(x).permute(0, 2, 3, 1).numpy():

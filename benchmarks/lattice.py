@@ -35,7 +35,7 @@ def score(spec: str, data, period: int, batch: int = 16) -> dict[str, float]:
     import torch
 
     from facerestore import evaluate as E
-    from facerestore.data import quantize
+    from facerestore.pixels import quantize
     from facerestore.metrics import masked_psnr, nan_mean
 
     model = E.adaptive_model(spec, data.hq_size)

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facerestore import evaluate as E
-    from facerestore.data import quantize
+    from facerestore.pixels import quantize
     from facerestore.metrics import IdentityMetric
     from facerestore.recipe import load_recipe
 

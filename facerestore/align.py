@@ -250,3 +250,13 @@ def paste_faces(image: Tensor, faces: Tensor, matrices: Tensor, mask: Tensor, *,
 def face_size(landmarks: Tensor) -> Tensor:
     """Eye distance in pixels (N,): the size ``--min-face`` compares with."""
     return (landmarks[:, 1] - landmarks[:, 0]).norm(dim=-1)
+
+
+def upscale_image(img: Tensor, factor: float) -> Tensor:
+    """A whole photo ``(3, H, W)`` enlarged bicubically by ``factor`` (``restore -s``), clamped;
+    a copy at factor 1."""
+    if factor == 1:
+        return img.clone()
+    h, w = img.shape[-2:]
+    size = (int(round(h * factor)), int(round(w * factor)))
+    return F.interpolate(img[None], size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1)

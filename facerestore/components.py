@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from .registry import Entry, Registry
+from .registry import Entry, Factory, Registry
 
 _DEFAULT: Optional[Registry] = None
 
@@ -51,3 +51,9 @@ def resolve(value: Any, kind: str, registry: Optional[Registry] = None) -> Any:
     if isinstance(value, (str, Mapping)):
         return (registry or default_registry()).build(kind, value, kind)
     return value
+
+
+def factory(value: Any, kind: str, registry: Optional[Registry] = None) -> Factory:
+    """A :class:`~facerestore.registry.Factory` from a Factory, a registered name or a spec dict,
+    resolved in ``registry`` (the default one when None). For direct Python use, as :func:`resolve`."""
+    return Factory.coerce(value, kind, registry or default_registry())

@@ -18,6 +18,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
 from .errors import FaceRestoreError
+from .pixels import quantize, to_uint8  # noqa: F401  (the rule lives in pixels; long-standing names here)
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
@@ -48,10 +49,11 @@ def load_face(path: str | pathlib.Path, size: int) -> Tensor:
     16-bit and CMYK images are converted properly; alpha is dropped."""
     from PIL import Image
 
-    from .io import read_image, to_uint8
+    from .io import read_image
+    from .pixels import to_hwc_uint8
 
     rgb, _ = read_image(path)
-    with Image.fromarray(to_uint8(rgb)) as im:
+    with Image.fromarray(to_hwc_uint8(rgb)) as im:
         im = im.convert("RGB")
         s = min(im.size)
         left, top = (im.width - s) // 2, (im.height - s) // 2
@@ -131,15 +133,3 @@ def to_float(batch: dict[str, Any] | Tensor, device: torch.device | str = "cpu",
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     return x
-
-
-def to_uint8(x: Tensor) -> Tensor:
-    """float in [0, 1] (any shape, any device) -> uint8 with the same shape, on the same device:
-    clamp, scale by 255, round half to even. The one float -> 8-bit rule of the package (image
-    files, evaluation's 8-bit outputs, validation, detectors' inputs, video frames)."""
-    return x.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8)
-
-
-def quantize(x: Tensor) -> Tensor:
-    """``x`` as float again after :func:`to_uint8`: what a user gets back from a saved PNG."""
-    return to_uint8(x).float().div(255)

@@ -90,7 +90,7 @@ def _keeps_size(op, batch: DegradationBatch) -> bool:
 def _save_png(t: Tensor, path: pathlib.Path) -> None:
     from PIL import Image
 
-    from .data import to_uint8
+    from .pixels import to_uint8
 
     a = to_uint8(t).cpu()
     if a.shape[0] == 1:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import metrics as M
-from .data import quantize, to_uint8
+from .pixels import quantize, to_uint8
 from .errors import FaceRestoreError
 
 #: optional metric groups (pixel metrics are always computed)

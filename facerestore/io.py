@@ -39,6 +39,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputImageError
+from .pixels import to_hwc_uint8
 
 #: Pillow's own default (about 89.5 megapixels, a 0.25 GB RGB bitmap): enough for any camera,
 #: small enough that a single photo cannot exhaust memory as a float tensor (~1 GB).
@@ -266,14 +267,6 @@ def luma(x: Tensor, dim: int = -3) -> Tensor:
     return np.expand_dims(y, dim) if isinstance(y, np.ndarray) else y.unsqueeze(dim)
 
 
-def to_uint8(tensor: Tensor) -> np.ndarray:
-    """(3, H, W) or (1, H, W) float [0, 1] -> (H, W, C) uint8, rounded."""
-    from .data import to_uint8 as quantize8
-
-    t = quantize8(tensor).cpu()
-    return t.permute(1, 2, 0).numpy()
-
-
 def write_image(path: str | os.PathLike[str], tensor: Tensor, alpha: Optional[Tensor] = None, bits: int = 8, *,
                 grayscale: bool = False, quality: int = 95, icc_profile: Optional[bytes] = None) -> pathlib.Path:
     """Write a ``(3, H, W)`` float [0, 1] tensor atomically (format from the extension).
@@ -304,13 +297,13 @@ def write_image(path: str | os.PathLike[str], tensor: Tensor, alpha: Optional[Te
         if bits == 16 and fmt in ("PNG", "TIFF") and not keep_alpha:
             img = Image.fromarray((lum * 65535).round().to(torch.int32).numpy().astype(np.uint16))
         else:
-            img = Image.fromarray(to_uint8(lum[None])[..., 0])
+            img = Image.fromarray(to_hwc_uint8(lum[None])[..., 0])
             if keep_alpha:
-                img.putalpha(Image.fromarray(to_uint8(alpha.float().cpu())[..., 0]))
+                img.putalpha(Image.fromarray(to_hwc_uint8(alpha.float().cpu())[..., 0]))
     else:
-        img = Image.fromarray(to_uint8(t))
+        img = Image.fromarray(to_hwc_uint8(t))
         if keep_alpha:
-            img.putalpha(Image.fromarray(to_uint8(alpha.float().cpu())[..., 0]))
+            img.putalpha(Image.fromarray(to_hwc_uint8(alpha.float().cpu())[..., 0]))
     kwargs: dict = {}
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality

@@ -349,7 +349,7 @@ class IdentityMetric:
 def _uint8_hwc(faces: Tensor):
     import numpy as np
 
-    from .data import to_uint8
+    from .pixels import to_uint8
 
     arr = to_uint8(faces).permute(0, 2, 3, 1).cpu().numpy()
     return [np.ascontiguousarray(a) for a in arr]

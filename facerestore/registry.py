@@ -50,16 +50,12 @@ class Factory(Generic[T]):
         return f"Factory({self.kind}:{self.name}, {self.params})"
 
     @staticmethod
-    def coerce(value: "Factory[T] | str | Mapping[str, Any]", kind: str,
-               registry: "Registry | None" = None) -> "Factory[T]":
-        """Accept a Factory, a component name or a spec dict (for direct, non-recipe use), built
-        with ``registry`` (the process-wide default when None)."""
+    def coerce(value: "Factory[T] | str | Mapping[str, Any]", kind: str, registry: "Registry") -> "Factory[T]":
+        """Accept a Factory, a component name or a spec dict (for direct, non-recipe use), resolved
+        in ``registry`` (``facerestore.components.factory`` supplies the process-wide one: the
+        registry never reaches for discovery, which sits above it)."""
         if isinstance(value, Factory):
             return value
-        if registry is None:
-            from .components import default_registry  # only direct Python use reaches this
-
-            registry = default_registry()
         reg = registry
         spec = reg.normalize_spec(value, f"<{kind}>")
         params = reg.validate(kind, spec, f"<{kind}>", partial=True)
@@ -419,14 +415,3 @@ def _type_name(ann: Any) -> str:
 
 def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
-
-
-def __getattr__(name: str) -> Any:
-    """``facerestore.registry.default_registry`` (and ``create``, ``list_components``,
-    ``reset_default_registry``) moved to :mod:`facerestore.components`; kept reachable here for
-    code written against the old place, resolved lazily so this module still imports no discovery."""
-    if name in ("default_registry", "reset_default_registry", "create", "list_components"):
-        from . import components
-
-        return getattr(components, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from . import align
 from .interfaces import Detection, FaceDetector
-from .data import to_uint8
+from .pixels import to_uint8
 from .io import luma
 from .device import resolve_device
 from .defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
@@ -284,7 +284,7 @@ class Restorer:
         return results
 
     def _paste(self, img: Tensor, faces: list[FaceRecord], hq: Tensor, occ: Tensor) -> Tensor:
-        base = upscale_image(img, self.upscale)
+        base = align.upscale_image(img, self.upscale)
         if hq.shape[0] == 0:
             return base
         lms = torch.stack([f.landmarks for f in faces if f.restored])
@@ -343,14 +343,6 @@ def draw_boxes(image: Tensor, faces: list[FaceRecord], scale: float = 1.0) -> Te
         out[:, y0:y1 + 1, x0:min(x0 + t, w)] = color
         out[:, y0:y1 + 1, max(x1 - t + 1, 0):x1 + 1] = color
     return out
-
-
-def upscale_image(img: Tensor, factor: float) -> Tensor:
-    if factor == 1:
-        return img.clone()
-    h, w = img.shape[-2:]
-    size = (int(round(h * factor)), int(round(w * factor)))
-    return F.interpolate(img[None], size=size, mode="bicubic", align_corners=False)[0].clamp(0, 1)
 
 
 def to_tensor(image: Any) -> tuple[Tensor, Any]:
@@ -416,7 +408,7 @@ def _from_pil(image: Any) -> tuple[Tensor, Any]:
     from PIL import Image
 
     from .io import _convert
-    from .io import to_uint8 as to_hwc_uint8  # (H, W, C) numpy, what PIL takes
+    from .pixels import to_hwc_uint8  # (H, W, C) numpy, what PIL takes
 
     t, info = _convert(image, "<image>", image.format, 1, 8)
 

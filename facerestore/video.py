@@ -44,7 +44,9 @@ from torch import Tensor
 
 from .checkpoint import current_umask
 from .errors import InputImageError
+from .align import upscale_image
 from .interfaces import Detection
+from .pixels import to_hwc_uint8
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 #: largest frame accepted by default (4096 x 2304, covers UHD and DCI 4K): a batch of 8 such
@@ -544,11 +546,6 @@ def _to_tensor(rgb: np.ndarray) -> Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(255.0)
 
 
-def _to_uint8(img: Tensor) -> np.ndarray:
-    """(3, H, W) float in [0, 1] -> (H, W, 3) uint8."""
-    return img.detach().clamp(0, 1).mul(255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
 def _histogram(rgb: np.ndarray) -> np.ndarray:
     """A 64-bin colour histogram of a thumbnail, for scene-cut detection (64,)."""
     thumb = rgb[::8, ::8] >> 6
@@ -625,7 +622,7 @@ class _Segments:
             self.faces += res.n_restored
             self.restored_frames += 1
             self.track_ids.update(tid for tid, face in zip(ids, res.faces) if face.restored)
-            self.write(_to_uint8(res.image))
+            self.write(to_hwc_uint8(res.image))
         self.ready = []
 
 
@@ -702,9 +699,8 @@ def _run(restorer, inp, out, probe: VideoProbe, src: pathlib.Path, dst: pathlib.
 
     def write(rgb: np.ndarray, restored: bool = True) -> None:
         if not restored and restorer.upscale != 1:
-            from .restore import upscale_image
 
-            rgb = _to_uint8(upscale_image(_to_tensor(rgb), restorer.upscale))
+            rgb = to_hwc_uint8(upscale_image(_to_tensor(rgb), restorer.upscale))
         writer.frame(rgb)
         if progress is not None:
             progress(writer.frames, probe.frames)

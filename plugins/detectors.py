@@ -17,13 +17,14 @@ import torch
 from torch import Tensor
 
 from facerestore.interfaces import Detection, FaceDetector
+from facerestore.pixels import to_hwc_uint8
 
 
 def _to_uint8_hwc(image: Tensor) -> np.ndarray:
     if image.ndim != 3 or image.shape[0] != 3:
         raise ValueError(f"expected a (3, H, W) image tensor, got shape {tuple(image.shape)}")
     # C-contiguous: dlib's pybind11 bindings read the buffer, not numpy strides
-    return np.ascontiguousarray(image.detach().float().clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).cpu().numpy())
+    return to_hwc_uint8(image)
 
 
 def _empty(k: int) -> Detection:

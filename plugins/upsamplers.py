@@ -16,6 +16,7 @@ from einops import rearrange
 from torch import Tensor, nn
 
 from facerestore.interfaces import Attention, Upsampler, UpsamplerOutput
+from facerestore.components import factory
 from facerestore.registry import Factory
 
 from .denoisers import clamp01, conv3x3, scale_init_
@@ -112,7 +113,7 @@ class JDSRSR(Upsampler):
         if channels < 1 or blocks < 1 or identity_dim < 0 or landmarks < 0 or film_every < 1:
             raise ValueError("channels, blocks, film_every >= 1; identity_dim, landmarks >= 0")
         self.identity_dim = identity_dim
-        attention = Factory.coerce(attention, "attention")
+        attention = factory(attention, "attention")
         self.head = conv3x3(3, channels)
         self.blocks = nn.ModuleList(
             ResidualAttentionBlock(channels, attention, identity_dim if i % film_every == 0 else 0, res_scale,

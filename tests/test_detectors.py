@@ -83,7 +83,7 @@ ASTRONAUT_FIVE = torch.tensor([[74.8, 71.9], [116.4, 73.3], [94.3, 100.0], [70.9
 @pytest.fixture(scope="module")
 def masked_detector():
     pytest.importorskip("facenet_pytorch")
-    from facerestore.registry import create
+    from facerestore.components import create
 
     return create("detector", "masked")
 
@@ -91,7 +91,7 @@ def masked_detector():
 def _masked_astronaut(face_crop: torch.Tensor, seed: int = 0) -> torch.Tensor:
     """The astronaut's face with a drawn face mask (the project's ``procedural_mask``)."""
     from facerestore.interfaces import DegradationBatch
-    from facerestore.registry import create
+    from facerestore.components import create
 
     mask = create("degradation", "procedural_mask", render_size=0)
     batch = DegradationBatch.from_hq(face_crop[None].clone(), landmarks=ASTRONAUT_FIVE[None].clone())
@@ -114,7 +114,7 @@ def test_masked_finds_astronaut_and_nothing_in_noise(face_crop, masked_detector)
 
 
 def test_masked_finds_small_face_in_small_photo(astronaut, masked_detector):
-    from facerestore.registry import create
+    from facerestore.components import create
 
     # a 160x120 photo with the astronaut shrunk to 56 px: her face is about 8 px wide
     small = F.interpolate(astronaut[None], size=(56, 56), mode="bilinear", antialias=True, align_corners=False)[0]
@@ -129,7 +129,7 @@ def test_masked_finds_small_face_in_small_photo(astronaut, masked_detector):
 
 
 def test_masked_close_up_found_by_the_border_search(face_crop, masked_detector):
-    from facerestore.registry import create
+    from facerestore.components import create
 
     masked = _masked_astronaut(face_crop)
     close = F.interpolate(masked[None, :, 60:160, 55:150], scale_factor=1.5, mode="bilinear", align_corners=False)[0]
@@ -161,7 +161,7 @@ def test_masked_threshold_and_layout_rules(masked_detector):
 
 def test_masked_rejects_bad_parameters():
     pytest.importorskip("facenet_pytorch")
-    from facerestore.registry import create
+    from facerestore.components import create
 
     with pytest.raises(ValueError, match="small_face"):
         create("detector", "masked", small_face=0.2, large_face=0.1)
@@ -194,7 +194,7 @@ def test_masked_finds_faces_plain_mtcnn_misses(shared_data, masked_detector):
     from facerestore.io import read_image
 
     pytest.importorskip("facenet_pytorch")
-    from facerestore.registry import create
+    from facerestore.components import create
 
     imgs = [read_image(shared_data / "scenes" / "rmfd_dev" / n)[0] for n in RMFD_HARD]
     plain = [int((d.scores >= 0.9).sum()) for d in create("detector", "mtcnn").detect(imgs)]

@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..defaults import DEFAULT_DETECTOR
 from .. import __version__
-from . import ServeConfig
+from .config import ServeConfig
 from .engine import Engine, Options, ServeError
 
 #: multipart framing allowed on top of the image itself
@@ -154,7 +154,7 @@ _DOC_RESPONSES = {
 
 def _local_host(scope) -> bool:
     """Whether the request's Host header names a loopback address (or is absent, as in HTTP/1.0)."""
-    from . import is_loopback
+    from .config import is_loopback
 
     host = dict(scope.get("headers", [])).get(b"host", b"").decode("latin-1").strip()
     if not host:

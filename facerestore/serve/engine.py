@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 
 from ..defaults import DEFAULT_DETECTOR
-from . import ServeConfig
+from .config import ServeConfig
 
 
 class ServeError(Exception):

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..defaults import DEFAULT_DETECTOR
-from . import ServeConfig
+from .config import ServeConfig
 from .engine import Engine, Options, ServeError
 
 #: the light-blue "mask" drawn over the astronaut's nose and mouth (pixels of the 512x512 photo)

@@ -57,7 +57,7 @@ def validate(model: nn.Module, val: ValidationSet, device: torch.device,
              memory_format: torch.memory_format = torch.contiguous_format, batch_size: int = 32
              ) -> tuple[dict[str, float], Tensor]:
     """Mean PSNR/SSIM (RGB, [0, 1]) of ``model`` on ``val``, and the sample grid image."""
-    from ..data import quantize
+    from ..pixels import quantize
     from ..metrics import psnr, ssim
 
     was_training = model.training
@@ -93,7 +93,7 @@ def save_grid(grid: Tensor, path: pathlib.Path) -> None:
     from PIL import Image
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    from ..data import to_uint8
+    from ..pixels import to_uint8
 
     arr = to_uint8(grid).permute(1, 2, 0).cpu().numpy()
     Image.fromarray(arr).save(path)
