@@ -236,6 +236,7 @@ class GANLoss(AdversarialLoss):
     generator's term counts a pixel inside the true occlusion 1 + k times, so realism is asked for
     where the face was masked rather than spread over what is merely kept. ``r1`` gamma: the
     critic's gradient penalty on real faces, gamma / 2 * E|grad D(real)|^2 (Mescheder et al. 2018),
+    D(real) being a face's mean logit for a per-pixel or patch critic,
     which keeps a per-pixel critic from sharpening into noise; ``r1_every`` k computes it on every
     k-th critic step only, k times as strong (StyleGAN2's lazy regularisation: a double backward
     doubles a critic step's cost).
@@ -300,8 +301,9 @@ class GANLoss(AdversarialLoss):
             loss = F.relu(1 - r).mean() + F.relu(1 + f).mean()
         else:
             loss = 0.5 * (self._bce(r - f.mean(), True) + self._bce(f - r.mean(), False))
-        if penalise:
-            (grad,) = torch.autograd.grad(r.float().sum(), real, create_graph=True)
+        if penalise:  # on each face's mean logit: summing a per-pixel critic's 16,384 logits would
+            # make the penalty 16,384^2 times larger and flatten the critic (it did: chance level)
+            (grad,) = torch.autograd.grad(r.float().flatten(1).mean(1).sum(), real, create_graph=True)
             loss = loss + 0.5 * self.r1 * self.r1_every * grad.float().pow(2).flatten(1).sum(1).mean()
         return loss
 

@@ -127,16 +127,17 @@ def test_adversarial_term_weights_the_occluded_pixels():
 
 
 def test_r1_penalty_matches_its_formula_and_is_lazy():
-    """For logits = 3 * mean_c(x) - 1, d logit / d x = 1 per pixel and channel: the R1 penalty is
-    gamma / 2 * (C * H * W) per face; with r1_every = 2 it is 2x as large on every other step."""
+    """For logits = 3 * mean_c(x) - 1 the face's mean logit is 3 / n * sum(x), n = C * H * W: its
+    gradient is 3 / n everywhere and the R1 penalty gamma / 2 * 9 / n per face (a sum over the
+    per-pixel logits would be n^2 times larger); with r1_every = 2 it is 2x as large every other step."""
     critic, real, fake = _PixelCritic(), torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
     base = GANLoss("vanilla").discriminator_loss(critic, real, fake)
     gamma, n = 0.5, 3 * 8 * 8
     torch.testing.assert_close(GANLoss("vanilla", r1=gamma).discriminator_loss(critic, real, fake),
-                               base + 0.5 * gamma * n)
+                               base + 0.5 * gamma * 9 / n)
     lazy = GANLoss("vanilla", r1=gamma, r1_every=2)
     values = [lazy.discriminator_loss(critic, real, fake) for _ in range(3)]
-    torch.testing.assert_close(values[0], base + 0.5 * gamma * 2 * n)
+    torch.testing.assert_close(values[0], base + 0.5 * gamma * 2 * 9 / n)
     torch.testing.assert_close(values[1], base)
     torch.testing.assert_close(values[2], values[0])
     with pytest.raises(ValueError, match="r1_every"):
