@@ -45,7 +45,7 @@ def masked_photo(path: pathlib.Path):
     mask_img = Image.new("L", big.size, 0)
     ImageDraw.Draw(mask_img).polygon(pts, fill=255)
     mask = torch.from_numpy(np.asarray(mask_img) > 127)
-    photo = torch.from_numpy(np.asarray(big)).permute(2, 0, 1).float() / 255
+    photo = torch.from_numpy(np.array(big)).permute(2, 0, 1).float() / 255
     photo = torch.where(mask, torch.tensor(MASK_RGB).view(3, 1, 1), photo)
     return photo, mask
 

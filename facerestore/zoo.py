@@ -3,9 +3,9 @@
 * ``bicubic``: no weights, a ``sr_only`` generator with the ``bicubic`` upsampler (the baseline
   every trained model must beat; also what tests use, so they need no training);
 * a bundled name (:data:`BUNDLED`): a safetensors file shipped inside the package under
-  ``facerestore/weights/``: ``masked-gen`` (``recipes/masked_gen.toml``, generative), ``masked-any``
-  (``recipes/masked_any.toml``, faithful; both faces at any scale) and ``jdsr-x4``
-  (``recipes/jdsr_gan_small.toml``, 32 -> 128 px); see docs/model-card.md;
+  ``facerestore/weights/``: the default ``masked-any`` (``recipes/masked_any.toml``, faces at any
+  scale), ``masked-gen`` (``recipes/masked_gen.toml``, masked-any plus a generative fill) and
+  ``jdsr-x4`` (``recipes/jdsr_gan_small.toml``, 32 -> 128 px); see docs/model-card.md;
 * anything else is a path to a facerestore safetensors checkpoint (its recipe is inside it).
 """
 
@@ -25,18 +25,18 @@ if TYPE_CHECKING:  # torch is imported where a model is built: the CLI's --help 
 WEIGHTS_DIR = pathlib.Path(__file__).resolve().parent / "weights"
 #: bundled model name -> file under :data:`WEIGHTS_DIR`
 BUNDLED: dict[str, str] = {
-    "masked-gen": "masked-gen.safetensors",
     "masked-any": "masked-any.safetensors",
+    "masked-gen": "masked-gen.safetensors",
     "jdsr-x4": "jdsr-x4.safetensors",
 }
 #: bundled model name -> one line: what it is and what it was trained on (`facerestore doctor`);
 #: each version's training is in docs/model-history.md
 BUNDLED_INFO: dict[str, str] = {
-    "masked-gen": "recipes/masked_gen.toml: masked-any plus a generative inpainting branch (FFC, GAN), "
-                  "aligned 128 px faces at any scale; celeba/train + celeba/extra + AAF; docs/model-card.md",
     "masked-any": "recipes/masked_any.toml: aligned 128 px faces at any scale (x1-x8), faithful; celeba/train, "
                   "15 versions; docs/model-card.md",
     "jdsr-x4": "recipes/jdsr_gan_small.toml, 32 -> 128 px; celeba/train, 48,000 images; docs/model-card.md",
+    "masked-gen": "recipes/masked_gen.toml: masked-any plus a generative inpainting branch (FFC), version 2; "
+                  "celeba/train + celeba/extra + AAF, 17,632 images; --fidelity 1 gives masked-any; docs/model-card.md",
 }
 #: weight-free models: name -> (generator spec given the scale)
 BUILTIN = ("bicubic",)

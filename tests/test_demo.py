@@ -20,7 +20,7 @@ def test_demo_writes_side_by_side(tmp_path):
     assert img.size == (3 * 128, 128)
     # the panels' content, each computed here: the masked input (32 px, nearest-upscaled), its
     # bicubic restoration (the `bicubic` model), the aligned original
-    panel = torch.from_numpy(np.asarray(img.convert("RGB"))).permute(2, 0, 1).float() / 255
+    panel = torch.from_numpy(np.array(img.convert("RGB"))).permute(2, 0, 1).float() / 255
     lq_big, restored, original = panel[:, :, :128], panel[:, :, 128:256], panel[:, :, 256:]
     hq, _ = demo.aligned_face(demo.load_photo(None)[0], 128)
     assert (original - hq[0]).abs().max() <= 1 / 255 + 1e-6

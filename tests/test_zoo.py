@@ -16,7 +16,8 @@ from facerestore.cli import app
 from test_eval import SKIP_NETS, write_paired_set
 
 
-@pytest.mark.parametrize("name, recipe, scale", [("jdsr-x4", "jdsr_gan_small", 4), ("masked-any", "masked_any", 1)])
+@pytest.mark.parametrize("name, recipe, scale", [("jdsr-x4", "jdsr_gan_small", 4), ("masked-any", "masked_any", 1),
+                                                 ("masked-gen", "masked_gen", 1)])
 def test_bundled_files_are_small_and_carry_their_recipe(name, recipe, scale):
     from facerestore.checkpoint import read_metadata
 

@@ -79,7 +79,7 @@ def build_ui(engine: Engine, config: ServeConfig) -> gr.Blocks:
                     model = gr.Dropdown(engine.models, value=config.model, label="Model")
                     fidelity = gr.Slider(0, 1, value=engine.fidelity_default, step=0.05, label="Fidelity",
                                          info="0 realistic .. 1 faithful: 1 keeps the photo's visible pixels "
-                                              "and a generative model's faithful fill",
+                                              "(and a generative model's faithful fill)",
                                          visible=engine.supports_fidelity)
                     upscale = gr.Slider(1, config.max_upscale, value=1, step=0.5, label="Upscale")
                     detector = gr.Dropdown(engine.detectors, value=DEFAULT_DETECTOR, label="Face detector")
