@@ -171,7 +171,7 @@ def test_mask_after_downscale_blends_coverage():
 
 
 def test_mask_cfg_parsing(template_folder):
-    from facerestore_plugins.masks import read_masks_cfg
+    from facerestore_plugins.mask_templates import read_masks_cfg
 
     entries = read_masks_cfg(template_folder)
     assert sorted(entries) == ["flat", "flat_left"]  # placeholders and comments skipped
@@ -244,7 +244,7 @@ def test_window_upscale_equals_upscaling_the_whole_image(size):
     colour and alpha as padding the window to the whole small image and upscaling that."""
     import torch.nn.functional as F
 
-    from facerestore_plugins.masks import ProceduralMask
+    from facerestore_plugins.mask_procedural import ProceduralMask
 
     h, w = size
     mask = ProceduralMask(render_size=32)

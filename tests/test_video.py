@@ -1,4 +1,4 @@
-"""Video restoration (facerestore/video.py, facerestore/commands/video.py) on clips made here.
+"""Video restoration (facerestore/video.py, video_io.py, tracking.py, commands/video.py) on clips made here.
 
 The clips: ``skimage.data.astronaut()``'s head wearing a light-blue mask over nose and mouth,
 moving across a patterned background, 2 s at 15 fps, 256x192, with a 440 Hz AAC tone. Frame
@@ -27,8 +27,9 @@ from facerestore.errors import InputImageError  # noqa: E402
 from facerestore.interfaces import Detection, FaceDetector  # noqa: E402
 from facerestore.io import IMAGE_EXTENSIONS, iter_inputs  # noqa: E402
 from facerestore.restore import Restorer  # noqa: E402
-from facerestore.video import (VIDEO_SUFFIXES, FaceTracker, VideoError, probe_video,  # noqa: E402
-                               restore_video)
+from facerestore.tracking import FaceTracker  # noqa: E402
+from facerestore.video import VIDEO_SUFFIXES, restore_video  # noqa: E402
+from facerestore.video_io import VideoError, probe_video  # noqa: E402
 
 #: MTCNN landmarks and box of the (unmasked) astronaut, as in test_restore.py
 ASTRO_LM = np.array([[205.01, 101.73], [246.76, 103.71], [224.67, 128.96], [201.72, 139.25], [245.27, 141.86]])
