@@ -41,8 +41,8 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 bench: setup
-	$(BIN)/python benchmarks/degradation.py
-	$(BIN)/python benchmarks/restore_speed.py
+	$(BIN)/python -m benchmarks.degradation
+	$(BIN)/python -m benchmarks.restore_speed
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,11 +1,13 @@
 """Quality by scale: how each model does on faces degraded by r = 1, 2, 4, 8, with and without
 masks, plus the paper-like x4 protocol (issue 14).
 
-    .venv/bin/python benchmarks/by_scale.py --model runs/masked_any/ckpt_00012000.safetensors
-    .venv/bin/python benchmarks/by_scale.py --model masked-any --limit 32 --out ''   # smoke run
+    .venv/bin/python -m benchmarks.by_scale --model runs/masked_any/ckpt_00012000.safetensors
+    .venv/bin/python -m benchmarks.by_scale --model masked-any --limit 32 --out ''   # smoke run
 
 Every protocol degrades all 600 faces of ``celeba/val`` (identities disjoint from training) once
-with seed 0 (batches of 32 on the CPU), keeping the low-resolution input at 128 / r px:
+with seed 0 (batches of 32 on the CPU), keeping the low-resolution input at 128 / r px. The
+protocols are the files in ``benchmarks/protocols/`` (``r4 dark`` is ``r4_dark.toml``), read by
+:mod:`facerestore.protocols` as ``facerestore eval --protocol FILE`` reads them:
 
 * ``r1 clean``: nothing (a sharp face: a model must give it back unchanged);
 * ``r1 masked``: the jdsr_gan recipe's mask only (MaskTheFace templates half the time);
@@ -33,69 +35,29 @@ Scores are cached per (protocol, model file's sha256, precision, data, seed, lim
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import hashlib
 import json
 import os
 import pathlib
-import re
 import shlex
 import sys
 import time
 
+from benchmarks.common import ROOT, protocol, write
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- by_scale:begin -->", "<!-- by_scale:end -->"
 COLUMNS = ("psnr", "psnr_visible", "psnr_occluded", "ssim", "lpips", "fd_vgg16", "id_cosine", "id_verified")
-
-
-def protocols(recipe) -> dict[str, list[dict]]:
-    """Protocol name -> ``[[degradation]]`` list, derived from the jdsr_gan recipe's."""
-    chain = copy.deepcopy(recipe.degradation)
-    mask = [d for d in chain if d["type"] == "random_mask"]
-
-    def at(r: int) -> list[dict]:
-        out = copy.deepcopy(chain)
-        for d in out:
-            if d["type"] == "downscale":
-                d["scale"] = r
-        return out
-
-    paper_mask = [{**copy.deepcopy(mask[0]), "template_prob": 1.0}]
-    neutral = {"type": "photometric", "p": 1.0, "gain": [1.0, 1.0], "gamma": [1.0, 1.0], "contrast": [1.0, 1.0],
-               "saturation": [1.0, 1.0], "hue": [0.0, 0.0], "gray_prob": 0.0}
-    dark = {**neutral, "gain": [0.3, 0.5], "gamma": [1.0, 1.3], "saturation": [0.6, 1.0]}
-    return {"r1 clean": [], "r1 masked": copy.deepcopy(mask), "r2": at(2), "r4": at(4), "r8": at(8),
-            "paper x4": paper_mask + [{"type": "downscale", "scale": 4, "mode": "bicubic"}],
-            "r4 dark": [dark, *at(4)], "r4 grey": [{**neutral, "gray_prob": 1.0}, *at(4)],
-            "r4 misaligned": [{"type": "misalign", "p": 1.0, "angle": [-15.0, 15.0], "scale": [0.9, 1.1],
-                               "shift": [-0.05, 0.05]}, *at(4)]}
-
-
-def paired(recipe, name: str, chain: list[dict], val: str, limit: int | None, seed: int):
-    import dataclasses
-
-    import torch
-
-    from facerestore.evaluate import degrade_faces
-
-    r = dataclasses.replace(recipe, degradation=chain, name=f"{recipe.name} ({name})")
-    if chain:
-        return degrade_faces(val, r, seed, limit=limit)
-    # r = 1 without a mask: the pipeline is empty; the set is the faces themselves
-    data = degrade_faces(val, dataclasses.replace(r, degradation=[{"type": "gaussian_noise", "sigma": [0.0, 0.0]}]),
-                         seed, limit=limit)
-    data.occlusion_hq = torch.zeros_like(data.hq[:, :1])
-    return data
+#: the table's protocols, in its order (files in benchmarks/protocols/)
+PROTOCOLS = ("r1 clean", "r1 masked", "r2", "r4", "r8", "paper x4", "r4 dark", "r4 grey", "r4 misaligned")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", required=True, help="model name or checkpoint (repeatable)")
     p.add_argument("--baseline", default="jdsr-x4", help="x4 model scored at r4 and paper x4 only ('' = none)")
-    p.add_argument("--val", default="../shared/data/celeba/val")
-    p.add_argument("--recipe", default="recipes/jdsr_gan.toml")
+    p.add_argument("--val", default=None, help="face folder (default: each protocol's, ../shared/data/celeba/val)")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip", default="landmarks,speed", help="metric groups not computed")
@@ -110,24 +72,25 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facerestore import evaluate as E
-    from facerestore.recipe import load_recipe
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    recipe = load_recipe(args.recipe)
     skip = [s for s in args.skip.split(",") if s]
     cache = Cache(pathlib.Path(args.cache) if args.cache else None)
     rows, t0 = [], time.perf_counter()
-    chosen = protocols(recipe)
     wanted = [w.strip() for w in args.protocols.split(",") if w.strip()]
-    unknown = sorted(set(wanted) - set(chosen))
+    unknown = sorted(set(wanted) - set(PROTOCOLS))
     if unknown:
-        p.error(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(chosen)}")
+        p.error(f"--protocols: unknown {', '.join(unknown)}; known: {', '.join(PROTOCOLS)}")
     if wanted and args.out:
         p.error("--protocols scores a subset: it would replace the whole table in --out; add --out ''")
-    for name, chain in chosen.items():
+    vals = []
+    for name in PROTOCOLS:
         if wanted and name not in wanted:
             continue
-        data = paired(recipe, name, chain, args.val, args.limit, args.seed)
+        proto = protocol(name)
+        val = args.val or proto.faces
+        vals += [val] if val not in vals else []
+        data = proto.degrade(val, seed=args.seed, limit=args.limit)
         specs = [*([] if args.no_input else [("bicubic", "fp32")]), *((m, "fp32") for m in args.model)]
         if args.baseline and name in ("r4", "paper x4"):
             specs.insert(1, (args.baseline, "fp32"))
@@ -135,22 +98,22 @@ def main(argv: list[str] | None = None) -> int:
             specs += [(m, "bf16") for m in args.model]
         if args.tta:
             specs += [(m, "fp32+tta") for m in args.model]
-        keys = [cache.key(name, spec, prec, args) for spec, prec in specs]
+        keys = [cache.key(name, spec, prec, val, args) for spec, prec in specs]
         todo = [(spec, prec) for (spec, prec), k in zip(specs, keys) if k not in cache]
         if todo:
             models = [E.adaptive_model(spec, data.hq_size, precision=prec.split("+")[0], tta=prec.endswith("+tta"))
                       for spec, prec in todo]
             report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
             for (spec, prec), m in zip(todo, report.models):
-                cache.put(cache.key(name, spec, prec, args), m.name, m.values)
+                cache.put(cache.key(name, spec, prec, val, args), m.name, m.values)
         for k in keys:
             rows.append((name, *cache.get(k)))
         print(f"[{time.perf_counter() - t0:6.0f}s] {name}: " + "; ".join(
             f"{model} {values['psnr']:.2f} dB" for _, model, values in rows if _ == name), flush=True)
-    table = render(rows, args, len(data), time.perf_counter() - t0)
+    table = render(rows, args, ", ".join(f"`{v}`" for v in vals), len(data), time.perf_counter() - t0)
     print(table)
     if args.out:
-        write(pathlib.Path(args.out), table)
+        write(pathlib.Path(args.out), table, BEGIN, END)
     return 0
 
 
@@ -162,12 +125,12 @@ class Cache:
         self.data = json.loads(path.read_text()) if path and path.is_file() else {}
 
     @staticmethod
-    def key(protocol: str, spec: str, precision: str, args) -> str:
+    def key(protocol: str, spec: str, precision: str, val: str, args) -> str:
         from facerestore.zoo import BUNDLED, bundled_path
 
         path = bundled_path(spec) if spec in BUNDLED else pathlib.Path(spec)
         model = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else spec
-        return json.dumps([protocol, model, precision, os.path.abspath(args.val), args.seed, args.limit, args.skip])
+        return json.dumps([protocol, model, precision, os.path.abspath(val), args.seed, args.limit, args.skip])
 
     def __contains__(self, key: str) -> bool:
         return key in self.data
@@ -182,34 +145,22 @@ class Cache:
             self.path.write_text(json.dumps(self.data, indent=1))
 
 
-def render(rows, args, count: int, seconds: float) -> str:
+def render(rows, args, faces: str, count: int, seconds: float) -> str:
     from facerestore.evaluate import METRICS, machine_description
 
     head = "| protocol | model | " + " | ".join(METRICS[c][0] for c in COLUMNS) + " |"
     lines = [
         "## Quality by scale (issue 14)", "",
-        f"Command: `python benchmarks/by_scale.py {shlex.join(sys.argv[1:])}`; "
+        f"Command: `python -m benchmarks.by_scale {shlex.join(sys.argv[1:])}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {machine_description('cpu')}, "
-        f"{seconds / 60:.1f} min. Data: {count} faces of `{args.val}`, degradation seed {args.seed}; "
-        "protocols and model inputs as in the script's docstring. PSNR vis./occl.: outside/inside the "
+        f"{seconds / 60:.1f} min. Data: {count} faces of {faces}, degradation seed {args.seed}; "
+        "protocols (benchmarks/protocols/) and model inputs as in the script's docstring. PSNR vis./occl.: outside/inside the "
         "synthetic mask (occl. over masked faces only; r1 clean has no mask).", "",
         head, "|" + "---|" * (len(COLUMNS) + 2)]
     for proto, model, v in rows:
         cells = [METRICS[c][3].format(v[c]) if c in v and v[c] == v[c] else "-" for c in COLUMNS]
         lines.append(f"| {proto} | {model} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
-
-
-def write(path: pathlib.Path, table: str, begin: str = BEGIN, end: str = END) -> None:
-    """Replace the section between ``begin`` and ``end`` markers (appended when absent)."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{begin}\n{table}{end}"
-    if begin in text:
-        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

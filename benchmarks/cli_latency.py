@@ -2,7 +2,7 @@
 machine), median of ``--repeat`` runs, beside two references measured in the same run: a bare
 ``python -c "import torch"`` process and the in-process restore of the same photo once warm.
 
-    .venv/bin/python benchmarks/cli_latency.py [--photo ../shared/data/scenes/insightface/t1.jpg] [--repeat 5]
+    .venv/bin/python -m benchmarks.cli_latency [--photo ../shared/data/scenes/insightface/t1.jpg] [--repeat 5]
 """
 
 from __future__ import annotations

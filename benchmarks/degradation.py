@@ -8,7 +8,7 @@ the BasicSR/GFPGAN way: a Dataset whose ``__getitem__`` degrades one face with O
 (``cv2.fillPoly`` mask with pleat lines and ear loops, ``cv2.GaussianBlur``, ``cv2.resize``
 INTER_CUBIC, numpy noise, ``cv2.imencode`` JPEG), in a DataLoader with 2 worker processes.
 
-Usage: ``python benchmarks/degradation.py [--images 512] [--no-jpeg-table]``. Prints Markdown: the
+Usage: ``python -m benchmarks.degradation [--images 512] [--no-jpeg-table]``. Prints Markdown: the
 throughput tables, then where our pipeline's time goes at batch 32, step by step.
 """
 

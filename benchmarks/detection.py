@@ -1,6 +1,6 @@
 """Face detection on real masked-face photos, and false detections on group photos.
 
-    python benchmarks/detection.py [--data ../shared/data] [--threads 1] [--only NAME ...] [--out FILE]
+    python -m benchmarks.detection [--data ../shared/data] [--threads 1] [--only NAME ...] [--out FILE]
 
 Per detector setting:
 

@@ -18,7 +18,7 @@ It also checks the pixel convention the encoder relies on: dlib's ``extract_imag
 linear ramp image returns, per chip pixel, exactly the source position the similarity transform
 ``DLIB_CHIP_5 (pixels of the 150 px chip) -> landmarks`` predicts.
 
-    .venv/bin/python benchmarks/dlib_chip_framing.py            # prints the table to paste
+    .venv/bin/python -m benchmarks.dlib_chip_framing            # prints the table to paste
 """
 
 from __future__ import annotations

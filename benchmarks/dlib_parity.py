@@ -5,8 +5,8 @@ For each image: dlib's HOG detector + 5-point shape predictor + get_face_chips (
 Prints the cosine similarity (min/mean), the largest absolute difference and whether dlib's
 same-person decision (distance < 0.6) agrees on all pairs.
 
-    .venv/bin/python benchmarks/dlib_parity.py --per-identity 2 --identities 20
-    .venv/bin/python benchmarks/dlib_parity.py --astronaut   # the test's 21 astronaut chips, no shared data
+    .venv/bin/python -m benchmarks.dlib_parity --per-identity 2 --identities 20
+    .venv/bin/python -m benchmarks.dlib_parity --astronaut   # the test's 21 astronaut chips, no shared data
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Does the adversarial term help? Two fine-tunes of `masked_any` that differ only in it (issue 14).
 
-    .venv/bin/python benchmarks/gan_ablation.py [--steps 400] [--limit 600]
+    .venv/bin/python -m benchmarks.gan_ablation [--steps 400] [--limit 600]
 
 Both runs start from the same weights (``--init``, default the bundled ``masked-any``), with the
 same seed, data order, degradation stream and schedule (``--steps`` steps of batch 16, lr 1e-4
@@ -23,11 +23,9 @@ import shlex
 import sys
 import time
 
+from benchmarks.common import ROOT, score_r4, score_row, train_run, write
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from ablation import score_r4, score_row, train_run  # noqa: E402
-from by_scale import write  # noqa: E402
 
 BEGIN, END = "<!-- gan_ablation:begin -->", "<!-- gan_ablation:end -->"
 
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
                f"PSNR {a['psnr'] - b['psnr']:+.2f} dB")
     table = "\n".join([
         "## Adversarial term ablation (issue 14)", "",
-        f"Command: `python benchmarks/gan_ablation.py {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
+        f"Command: `python -m benchmarks.gan_ablation {shlex.join(sys.argv[1:] if argv is None else argv)}`; "
         f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, {E.machine_description('cpu')}, "
         f"{(time.perf_counter() - t0) / 60:.1f} min. Two fine-tunes of `masked_any` from `{args.init}`, "
         f"{args.steps} steps x 16, identical but for the adversarial weight; scored on {faces} faces of "

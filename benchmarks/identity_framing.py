@@ -16,8 +16,8 @@ decision at 0.6 (false accepts = different-person pairs closer than 0.6; false r
 same-person pairs at 0.6 or more), ROC AUC of the distance, and the cosine between each face's
 descriptor and its ``dlib chip`` descriptor.
 
-    .venv/bin/python benchmarks/identity_framing.py                      # 20 identities x 4
-    .venv/bin/python benchmarks/identity_framing.py --identities 8       # 8 x 4
+    .venv/bin/python -m benchmarks.identity_framing                      # 20 identities x 4
+    .venv/bin/python -m benchmarks.identity_framing --identities 8       # 8 x 4
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@ the same quality number: PSNR against the uncompressed face, and the libjpeg qua
 the same PSNR. Faces: 64 crops of ``skimage.data.astronaut()`` (shifted, flipped), at 32 and
 128 px, so the figures need no data folder.
 
-    .venv/bin/python benchmarks/jpeg_calibration.py
+    .venv/bin/python -m benchmarks.jpeg_calibration
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The 4-px grid a model paints where it restores a mask: how strong, next to the ground truth's.
 
-    .venv/bin/python benchmarks/lattice.py [--model masked-any --model runs/x.safetensors] [--limit 600]
+    .venv/bin/python -m benchmarks.lattice [--model masked-any --model runs/x.safetensors] [--limit 600]
 
 For each protocol (by_scale's ``r1 masked``, ``r4``, ``paper x4``: celeba/val, degradation seed 0),
 each model restores the faces as ``restore`` does (resized to its input, quantized to 8 bits) and
@@ -15,13 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import pathlib
-import sys
+
+from benchmarks.common import ROOT, protocol
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from by_scale import paired, protocols  # noqa: E402
 
 
 def grid_levels(x, occ, period: int) -> float:
@@ -53,20 +50,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocols", default="r1 masked,r4,paper x4")
     p.add_argument("--limit", type=int, default=600)
     p.add_argument("--period", type=int, default=4)
-    p.add_argument("--val", default="../shared/data/celeba/val")
+    p.add_argument("--val", default=None, help="face folder (default: the protocol's, ../shared/data/celeba/val)")
     args = p.parse_args(argv)
     os.chdir(ROOT)
     import torch
 
-    from facerestore.recipe import load_recipe
-
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    recipe = load_recipe(ROOT / "recipes/jdsr_gan.toml")
-    chains = protocols(recipe)
     print("| protocol | model | grid in the occlusion (grey levels RMS) | PSNR occluded | PSNR visible |\n"
           "|---|---|---|---|---|")
     for name in args.protocols.split(","):
-        data = paired(recipe, name, chains[name], args.val, args.limit, 0)
+        data = protocol(name).degrade(args.val, seed=0, limit=args.limit)
         print(f"| {name} | ground truth | {grid_levels(data.hq, data.occlusion_hq, args.period):.2f} | | |", flush=True)
         for spec in args.model or ["masked-any"]:
             s = score(spec, data, args.period)

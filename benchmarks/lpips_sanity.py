@@ -1,6 +1,6 @@
 """LPIPS-VGG on known distortions of skimage's astronaut (identical, JPEG, blur, noise).
 
-    .venv/bin/python benchmarks/lpips_sanity.py
+    .venv/bin/python -m benchmarks.lpips_sanity
 """
 
 from __future__ import annotations

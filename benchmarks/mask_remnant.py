@@ -1,8 +1,8 @@
 """How much of a face mask is left after ``restore``: a flat light-blue mask from nose to chin
 painted on held-out CelebA faces, whole photos through the whole pipeline (issue 35).
 
-    .venv/bin/python benchmarks/mask_remnant.py --model masked-any --model runs/x.safetensors
-    .venv/bin/python benchmarks/mask_remnant.py --model masked-any --faces 8 --sheet out/remnant.png
+    .venv/bin/python -m benchmarks.mask_remnant --model masked-any --model runs/x.safetensors
+    .venv/bin/python -m benchmarks.mask_remnant --model masked-any --faces 8 --sheet out/remnant.png
 
 Each of ``--faces`` photos of ``celeba/val`` (every k-th file, sorted; identities disjoint from
 training) is enlarged 2x (356x436 px, a face about 180 px wide) and a flat mask of colour

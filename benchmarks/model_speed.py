@@ -1,6 +1,6 @@
 """Generator size and CPU throughput per recipe: parameters, GFLOPs per face, faces/s.
 
-    .venv/bin/python benchmarks/model_speed.py recipes/jdsr_gan.toml recipes/jdsr_gan_small.toml
+    .venv/bin/python -m benchmarks.model_speed recipes/jdsr_gan.toml recipes/jdsr_gan_small.toml
 
 Forward pass only (inference_mode, eval mode, channels_last, float32), random weights (speed does
 not depend on them), batch 16 of random LQ faces, ``--threads`` torch threads (default 2). Reports

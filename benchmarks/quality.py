@@ -1,8 +1,8 @@
 """Joint vs separate vs SR-only vs bicubic: train three recipes on one budget, evaluate all four.
 
-    .venv/bin/python benchmarks/quality.py --steps 4000          # hours on 2 CPU cores
-    .venv/bin/python benchmarks/quality.py --steps 5 --limit 32  # end-to-end smoke run, minutes
-    .venv/bin/python benchmarks/quality.py --steps 4000 --skip-train   # re-evaluate finished runs
+    .venv/bin/python -m benchmarks.quality --steps 4000          # hours on 2 CPU cores
+    .venv/bin/python -m benchmarks.quality --steps 5 --limit 32  # end-to-end smoke run, minutes
+    .venv/bin/python -m benchmarks.quality --steps 4000 --skip-train   # re-evaluate finished runs
 
 What it does, in order (each step is skipped when its output already exists, so a killed run
 is resumed by starting the same command again):
@@ -239,10 +239,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    command = "python benchmarks/quality.py " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
+    command = "python -m benchmarks.quality " + " ".join(shlex.quote(a) for a in (argv if argv is not None else sys.argv[1:]))
     t_start = time.perf_counter()
     os.chdir(ROOT)
-    sys.path.insert(0, str(ROOT))
     for d in (args.train_data, args.val_data):
         if not pathlib.Path(d).is_dir():
             raise SystemExit(f"data folder not found: {d} (see ../shared/data/README.md)")

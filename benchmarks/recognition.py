@@ -1,10 +1,10 @@
 """Recognising masked people before and after restoration (issue 35): rank-1 identification and
 verification with dlib's face recogniser on held-out CelebA identities.
 
-    .venv/bin/python benchmarks/recognition.py --model masked-any --model runs/x.safetensors
+    .venv/bin/python -m benchmarks.recognition --model masked-any --model runs/x.safetensors
 
 Data: the 600 faces of ``celeba/val`` (20 people, 30 photos each; identities disjoint from
-training). Each face in turn is the probe, degraded by a protocol of ``benchmarks/by_scale.py``
+training). Each face in turn is the probe, degraded by a protocol of ``benchmarks/by_scale.py`` (``benchmarks/protocols/``)
 (seed 0: ``r1 masked`` = a mask at full size, ``r4`` = mask, blur, x4 down, noise, JPEG), then
 restored; the gallery is the other 599 faces, unmasked and sharp. Rank-1: the nearest gallery
 face (Euclidean distance of dlib's 128-D descriptors) is the probe's person. Verification: the
@@ -19,13 +19,10 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import sys
+
+from benchmarks.common import ROOT, protocol  # the benchmarks share by_scale's protocols
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from by_scale import paired, protocols  # noqa: E402  (benchmarks share by_scale's protocols)
 
 
 def scores(probe, gallery, same, self_pair):
@@ -45,8 +42,7 @@ def scores(probe, gallery, same, self_pair):
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", action="append", default=[], help="model name or checkpoint (repeatable)")
-    p.add_argument("--val", default="../shared/data/celeba/val")
-    p.add_argument("--recipe", default="recipes/jdsr_gan.toml")
+    p.add_argument("--val", default=None, help="face folder (default: the protocols', ../shared/data/celeba/val)")
     p.add_argument("--protocols", default="r1 masked,r4")
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -57,14 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     from facerestore import evaluate as E
     from facerestore.pixels import quantize
     from facerestore.metrics import IdentityMetric
-    from facerestore.recipe import load_recipe
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
-    recipe = load_recipe(args.recipe)
+    args.val = args.val or protocol("r1 clean").faces
     person = {f.stem: f.parent.name for f in pathlib.Path(args.val).rglob("*") if f.is_file()}
     metric = IdentityMetric("cpu")
-    chosen = protocols(recipe)
-    clean = paired(recipe, "r1 clean", chosen["r1 clean"], args.val, args.limit, args.seed)
+    clean = protocol("r1 clean").degrade(args.val, seed=args.seed, limit=args.limit)
     ids = [person[s] for s in clean.stems]
     same = torch.tensor([[a == b for b in ids] for a in ids])
     self_pair = torch.eye(len(ids), dtype=torch.bool)
@@ -79,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| protocol | probe | rank-1 % | TAR % (d < 0.6) | FAR % |\n|---|---|---|---|---|")
     print("| r1 clean | the unmasked face | %.1f | %.1f | %.2f |" % scores(gallery, gallery, same, self_pair), flush=True)
     for name in [n.strip() for n in args.protocols.split(",") if n.strip()]:
-        data = paired(recipe, name, chosen[name], args.val, args.limit, args.seed)
+        data = protocol(name).degrade(args.val, seed=args.seed, limit=args.limit)
         assert data.stems == clean.stems
         for spec in ["bicubic", *args.model]:
             model = E.adaptive_model(spec, data.hq_size)

@@ -1,6 +1,6 @@
 """Restoration speed on CPU: aligned faces/s (batch 1 vs batched) and seconds per whole photo.
 
-    python benchmarks/restore_speed.py [--model bicubic|NAME|PATH] [--photo PATH] [--threads 2] [--tta]
+    python -m benchmarks.restore_speed [--model bicubic|NAME|PATH] [--photo PATH] [--threads 2] [--tta]
 
 Aligned faces are random tensors at the model's input size (speed does not depend on content).
 The photo is ``../shared/data/scenes/insightface/t1.jpg`` (6 faces): read, MTCNN detection,

@@ -1,7 +1,7 @@
 """Load test of the HTTP API: N requests, C at a time; every request must be answered 200, or
 refused at once with 429/503, and none may be lost (connection error) or hang (client timeout).
 
-    python benchmarks/serve_load.py [--requests 200] [--concurrency 8] [--model jdsr-x4]
+    python -m benchmarks.serve_load [--requests 200] [--concurrency 8] [--model jdsr-x4]
                                     [--workers 1] [--queue 16] [--url http://127.0.0.1:7860]
 
 Without ``--url`` a server is started in this process on 127.0.0.1 (``--workers``/``--queue``
@@ -18,12 +18,9 @@ import concurrent.futures
 import contextlib
 import io
 import json
-import pathlib
 import statistics
 import sys
 import time
-
-REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def one(client, url: str, photo: bytes) -> tuple[str, float]:
@@ -72,7 +69,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--queue", type=int, default=16)
     ap.add_argument("--timeout", type=float, default=120.0, help="Client timeout: a request past it is 'hung'.")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(REPO))
     from PIL import Image
 
     from facerestore.serve import ServeConfig

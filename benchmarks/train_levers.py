@@ -1,6 +1,6 @@
 """Training-throughput levers for the full `jdsr_gan` recipe (issue 14): what each one buys.
 
-    .venv/bin/python benchmarks/train_levers.py [--repeats 3] [--steps 4] [--quality 150] [--seeds 0,1,2]
+    .venv/bin/python -m benchmarks.train_levers [--repeats 3] [--steps 4] [--quality 150] [--seeds 0,1,2]
         [--variants all,compensated,full-size,every-step,critic-too,fp32] [--out docs/training.md]
 
 One full training step of ``recipes/jdsr_gan.toml`` with every loss on (adversarial included,
@@ -38,12 +38,10 @@ import statistics
 import sys
 import time
 
+from benchmarks.common import ROOT, run_dir, score_r4, score_row, train_run, write
+from benchmarks.train_speed import measure
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from ablation import run_dir, score_r4, score_row, train_run  # noqa: E402
-from by_scale import write  # noqa: E402
-from train_speed import measure  # noqa: E402
 
 RECIPE = "recipes/jdsr_gan.toml"
 BEGIN, END = "<!-- train_levers:begin -->", "<!-- train_levers:end -->"
@@ -192,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = timing_rows(configs, args) if args.repeats else []
     when = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
     command = shlex.join(sys.argv[1:] if argv is None else argv)
-    lines = [f"Command: `python benchmarks/train_levers.py {command}`; {when}, "
+    lines = [f"Command: `python -m benchmarks.train_levers {command}`; {when}, "
              f"{E.machine_description('cpu')}, load average at the start {load:.2f}"]
     if rows:
         lines[0] += (f", {(time.perf_counter() - t0) / 60:.1f} min; {args.steps} timed steps of batch 16 after 1 "

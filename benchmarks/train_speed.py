@@ -1,7 +1,7 @@
 """Training speed: images/s of one full training step (degradation on the device, generator
 forward/backward with every loss switched on, discriminator step) per recipe.
 
-    .venv/bin/python benchmarks/train_speed.py [--steps 5] [--device cpu cuda] [--write-docs]
+    .venv/bin/python -m benchmarks.train_speed [--steps 5] [--device cpu cuda] [--write-docs]
 
 Faces are generated in memory (smooth random colour fields at the recipe's ``hq_size``), so the
 figure is the model's cost, not JPEG decoding; every loss's ``start`` is set to 0 so the

@@ -1,6 +1,6 @@
 """Video restoration: flicker of the restored faces, and speed in frames/s.
 
-    python benchmarks/video.py [--model jdsr-x4] [--threads 1] [--detect-every 5] [--seconds 3]
+    python -m benchmarks.video [--model jdsr-x4] [--threads 1] [--detect-every 5] [--seconds 3]
 
 Flicker: a clip made from one still photo (``skimage.data.astronaut()`` with a light-blue mask
 over nose and mouth) filmed by a moving camera (slow pan, zoom and roll plus a small 7 Hz shake),

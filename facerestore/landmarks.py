@@ -49,12 +49,3 @@ def render_heatmaps(landmarks: Tensor, size: int, sigma: float = 1.5, heatmap_si
     dx = coords.view(1, 1, 1, s) - pts[..., 0].unsqueeze(-1).unsqueeze(-1)
     dy = coords.view(1, 1, s, 1) - pts[..., 1].unsqueeze(-1).unsqueeze(-1)
     return torch.exp(-(dx * dx + dy * dy) / (2 * sigma * sigma))
-
-
-def heatmap_argmax(heatmaps: Tensor, size: int | None = None) -> Tensor:
-    """Inverse of :func:`render_heatmaps` (peak positions): ``(B, K, S, S)`` -> ``(B, K, 2)``
-    pixels of a ``size`` image (default ``S``)."""
-    b, k, h, w = heatmaps.shape
-    idx = heatmaps.flatten(2).argmax(-1)
-    xy = torch.stack([(idx % w).float() + 0.5, (idx // w).float() + 0.5], -1)
-    return xy * ((size or w) / w)

@@ -51,3 +51,15 @@ def test_sample_doctor_output_counts_the_components():
 
     (count,) = [int(n) for _, n in quoted(r"\((\d+) components registered\)")]
     assert count == len(default_registry().entries())
+
+
+def test_docs_name_scripts_that_exist():
+    """Every benchmark or tool the docs (the lab notebook included) and the recipes name is there:
+    ``benchmarks/NAME.py`` / ``python -m benchmarks.NAME``, ``tools/NAME.py``, ``benchmarks/protocols/NAME.toml``."""
+    texts = [p.read_text(encoding="utf-8") for p in DOCS + sorted((ROOT / "recipes").glob("*.toml"))]
+    texts.append((ROOT / "Makefile").read_text(encoding="utf-8"))
+    named = {m for t in texts for m in re.findall(r"\b((?:benchmarks|tools)/[\w/]+\.(?:py|toml))", t)}
+    named |= {f"benchmarks/{m}.py" for t in texts for m in re.findall(r"-m\s+benchmarks\.(\w+)", t)}
+    assert named, "no script named in the docs: the pattern is stale"
+    missing = sorted(n for n in named if not (ROOT / n).is_file() and "NAME" not in n)
+    assert not missing, f"the docs name scripts that do not exist: {missing}"

@@ -51,11 +51,5 @@ def _one_line_warning(message, category, filename, lineno, file=None, line=None)
         pass
 
 
-def not_built(command: str, issue: str) -> None:
-    """For commands whose work is not implemented yet: say so and exit non-zero."""
-    typer.echo(f"error: `facerestore {command}` is not implemented yet ({issue}).", err=True)
-    raise typer.Exit(3)
-
-
 def echo_err(msg: str) -> None:
     print(msg, file=sys.stderr)

@@ -8,6 +8,7 @@ from typing import List, Optional
 import typer
 
 from ..defaults import DEFAULT_MODEL
+from ..errors import FaceRestoreError
 
 from . import echo_err, user_errors
 
@@ -18,11 +19,16 @@ def register(app: typer.Typer) -> None:
     def eval(
         model: List[str] = typer.Option([DEFAULT_MODEL], "--model", "-m", help="Checkpoint (.safetensors), bundled model name, "
                                         "or `bicubic`. Repeat to compare models on the same faces."),
-        data: pathlib.Path = typer.Option(..., "--data", "-d", help="Paired set written by `facerestore degrade` "
-                                          "(lq/, hq/, occlusion/), or, with --recipe, a folder of faces."),
+        data: Optional[pathlib.Path] = typer.Option(None, "--data", "-d", help="Paired set written by `facerestore "
+                                                    "degrade` (lq/, hq/, occlusion/), or, with --recipe or --protocol, "
+                                                    "a folder of faces (default with --protocol: the protocol's faces)."),
         recipe: Optional[pathlib.Path] = typer.Option(None, "--recipe", help="Degrade the faces in --data on the fly "
                                                       "with this recipe's degradation pipeline."),
-        seed: int = typer.Option(0, "--seed", help="Seed of the on-the-fly degradation (with --recipe)."),
+        protocol: Optional[pathlib.Path] = typer.Option(None, "--protocol", help="Degrade the faces on the fly as this "
+                                                        "evaluation protocol says (TOML: degradation, face size, seed, "
+                                                        "faces; e.g. benchmarks/protocols/r4.toml)."),
+        seed: Optional[int] = typer.Option(None, "--seed", help="Seed of the on-the-fly degradation (default: 0 "
+                                           "with --recipe, the protocol's with --protocol)."),
         json_out: Optional[pathlib.Path] = typer.Option(None, "--json", help="Write all results as JSON here."),
         grid: Optional[pathlib.Path] = typer.Option(None, "--grid", help="Write a comparison PNG: input | models | target."),
         markdown: Optional[pathlib.Path] = typer.Option(None, "--markdown", help="Write the Markdown table here."),
@@ -50,10 +56,23 @@ def register(app: typer.Typer) -> None:
         log = (lambda s: None) if quiet else echo_err
         dev = resolve_device(device)
         skips = [s.strip() for item in (skip or []) for s in item.split(",") if s.strip()]
-        if recipe is not None:
+        if recipe is not None and protocol is not None:
+            raise FaceRestoreError("--recipe and --protocol both say how to degrade the faces: give one")
+        if protocol is not None:
+            from ..protocols import load_protocol
+
+            p = load_protocol(protocol)
+            faces = data if data is not None else p.faces
+            log(f"degrading {faces or '(no faces)'} with protocol {p.name!r} ({protocol}, seed "
+                f"{p.seed if seed is None else seed}) ...")
+            pairs = p.degrade(data, seed=seed, limit=limit, device=dev)
+        elif data is None:
+            raise FaceRestoreError("--data is required (a paired set, or a face folder with --recipe)")
+        elif recipe is not None:
             from ..recipe import load_recipe
 
             r = load_recipe(recipe)
+            seed = 0 if seed is None else seed
             log(f"degrading {data} with {recipe} (seed {seed}) ...")
             pairs = E.degrade_faces(data, r, seed, limit=limit, device=dev)
         else:

@@ -654,11 +654,6 @@ def train(recipe: Recipe, run_dir: str | pathlib.Path, **kwargs: Any) -> TrainRe
         trainer.close()
 
 
-def describe(result: TrainResult) -> str:
-    return json.dumps({"step": result.step, "checkpoint": str(result.last_checkpoint), "best_psnr": result.best_psnr,
-                       "images_per_s": round(result.images_per_s, 2)})
-
-
 def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
     """Dotted paths where two JSON-like trees differ (lists compared whole)."""
     if isinstance(old, dict) and isinstance(new, dict):

@@ -5,7 +5,7 @@
 (HQ | 32x32 LQ shown enlarged | LQ occlusion). Template masks use the MaskTheFace set (MIT) when
 ``../shared/data/masks/masktheface`` exists, else procedural masks only.
 
-Usage: ``python benchmarks/degradation_figure.py [--seed 0]``
+Usage: ``python tools/degradation_figure.py [--seed 0]``
 """
 
 from __future__ import annotations

@@ -3,8 +3,8 @@
 Two steps, the first on this machine, the second on the GPU machine (which sees the repository
 and the paths carried to it, not ``../shared``):
 
-    .venv/bin/python benchmarks/gpu_train.py shard                 # -> runs/gpu_shard.tar (<= 50 MB)
-    python benchmarks/gpu_train.py train --minutes 8               # on the GPU: -> runs/gpu/masked-any-gpu.safetensors
+    .venv/bin/python tools/gpu_train.py shard                 # -> runs/gpu_shard.tar (<= 50 MB)
+    python tools/gpu_train.py train --minutes 8               # on the GPU: -> runs/gpu/masked-any-gpu.safetensors
 
 ``shard`` packs what training reads into one tar: the celeba/train JPEGs as they are (no
 re-encoding), the first 64 celeba/val faces for validation, and the MaskTheFace templates with their
@@ -42,7 +42,7 @@ def make_shard(data: pathlib.Path, out: pathlib.Path, val_count: int = 64) -> No
 
     from PIL import Image
 
-    from facerestore_plugins.masks import texture_square
+    from facerestore_plugins.mask_templates import texture_square
 
     masks = data / "masks" / "masktheface"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@ each detected face cropped from the input and from the output, side by side, to 
 whether masks are gone without ghosting. The photos may not be redistributed, so the sheet is
 written under ``runs/`` (git-ignored), never into docs/.
 
-    .venv/bin/python benchmarks/rmfd_sheet.py [--model NAME ...] [--occlusion] [--count 40] [--out runs/rmfd_sheet.png]
+    .venv/bin/python tools/rmfd_sheet.py [--model NAME ...] [--occlusion] [--count 40] [--out runs/rmfd_sheet.png]
 
 ``--model`` repeated puts each model's output beside the input (faces found once, by the first
 model's detector, so the columns are the same faces); ``--occlusion`` adds each model's occlusion

@@ -1,6 +1,6 @@
 """The screenshot in docs/serve.md: the web app after restoring the masked-astronaut example.
 
-    python benchmarks/serve_screenshot.py [--model masked-any] [--out docs/img/serve.png]
+    python tools/serve_screenshot.py [--model masked-any] [--out docs/img/serve.png]
 
 Starts ``facerestore serve`` in this process on 127.0.0.1, opens it in Debian's chromium
 (headless, through Playwright's executable_path; nothing is downloaded), picks the 128-px example
@@ -64,7 +64,6 @@ def main(argv: list[str] | None = None) -> int:
     if chromium is None:
         print("error: chromium is not installed (make browser)", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(REPO))
     from facerestore.serve import ServeConfig
     from facerestore.serve.background import serve_in_thread
 

@@ -1,16 +1,52 @@
-"""Shared by the ablation benchmarks (`gan_ablation.py`, `train_levers.py`): train a recipe with
-overrides in a subprocess (reused when its last checkpoint exists), and score checkpoints at x4 the
-way ``by_scale.py`` scores its r4 row (celeba/val degraded by the jdsr_gan recipe, seed 0)."""
+"""What several benchmarks share (lab code, not part of the installed package).
+
+* :func:`protocol`: one of the evaluation protocols in ``benchmarks/protocols/`` by its name
+  (``"r4"``, ``"r1 masked"``, ...), read by :func:`facerestore.protocols.load_protocol`, the loader
+  of ``facerestore eval --protocol``;
+* :func:`write`: replace a marked section of a Markdown file (``docs/benchmarks.md``) with a table;
+* the ablations (``gan_ablation``, ``train_levers``): :func:`train_run` trains a recipe with
+  overrides in a subprocess (reused when its last checkpoint exists), :func:`score_r4` scores
+  checkpoints the way ``by_scale`` scores its r4 row (celeba/val, the ``r4`` protocol, seed 0).
+
+Import it as ``from benchmarks.common import ...``; scripts run from the repository root as
+``python -m benchmarks.NAME``.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import pathlib
+import re
 import subprocess
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
+#: the protocol files: ``NAME.toml`` holds the protocol called NAME with ``_`` for each space
+PROTOCOLS = ROOT / "benchmarks" / "protocols"
+
+
+def protocol(name: str):
+    """The :class:`facerestore.protocols.Protocol` called ``name`` (``benchmarks/protocols/``)."""
+    from facerestore.protocols import load_protocol
+
+    path = PROTOCOLS / f"{name.replace(' ', '_')}.toml"
+    if not path.is_file():
+        known = ", ".join(sorted(p.stem.replace("_", " ") for p in PROTOCOLS.glob("*.toml")))
+        raise SystemExit(f"unknown protocol {name!r}; known: {known}")
+    return load_protocol(path)
+
+
+def write(path: pathlib.Path, table: str, begin: str, end: str) -> None:
+    """Replace the section between ``begin`` and ``end`` markers (appended when absent)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    block = f"{begin}\n{table}{end}"
+    if begin in text:
+        text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    path.write_text(text, encoding="utf-8")
+    print(f"wrote {path}", file=sys.stderr)
 
 
 def run_dir(base: str | pathlib.Path, sets: list[str]) -> pathlib.Path:
@@ -41,16 +77,13 @@ def score_r4(ckpts: list[pathlib.Path], val: str, limit: int | None) -> tuple[in
     import torch
 
     from facerestore import evaluate as E
-    from facerestore.recipe import load_recipe
-    from by_scale import paired, protocols
 
     keys = [{"sha256": hashlib.sha256(c.read_bytes()).hexdigest(), "val": val, "limit": limit} for c in ckpts]
     cached = [_cached(c, k) for c, k in zip(ckpts, keys)]
     todo = [i for i, v in enumerate(cached) if v is None]
     if todo:
         torch.set_num_threads(min(2, torch.get_num_threads()))
-        recipe = load_recipe(ROOT / "recipes/jdsr_gan.toml")
-        data = paired(recipe, "r4", protocols(recipe)["r4"], val, limit, 0)
+        data = protocol("r4").degrade(val, seed=0, limit=limit)
         models = [E.adaptive_model(str(ckpts[i]), data.hq_size) for i in todo]
         report = E.evaluate(models, data, "cpu", batch_size=16, skip=["landmarks", "speed", "identity"],
                             grid_faces=0)

@@ -1,8 +1,8 @@
 """Plot losses of a training run's ``log.jsonl`` over the steps (PNG, drawn with Pillow: no
 plotting library needed), e.g. the discriminator's loss to see whether it collapses.
 
-    .venv/bin/python benchmarks/plot_log.py runs/masked_any --keys d adversarial_sr --out docs/img/masked_any_gan.png
-    .venv/bin/python benchmarks/plot_log.py runs/masked_any --summary   # wall time, img/s, validation
+    .venv/bin/python tools/plot_log.py runs/masked_any --keys d adversarial_sr --out docs/img/masked_any_gan.png
+    .venv/bin/python tools/plot_log.py runs/masked_any --summary   # wall time, img/s, validation
 
 ``d`` is logged weighted (the recipe's adversarial ``weight`` times the critic's loss);
 ``--unweight W`` divides it by W to show the critic's own loss (ln 2 = 0.693 is chance for

@@ -1,6 +1,6 @@
 """Pictures for docs/model-card.md: the shipped model on the astronaut face under several conditions.
 
-    .venv/bin/python benchmarks/model_card_figures.py [--model jdsr-x4] [--out docs/img/model_card_cases.png]
+    .venv/bin/python tools/model_card_figures.py [--model jdsr-x4] [--out docs/img/model_card_cases.png]
 
 Rows (each: masked 32 px input, nearest-upscaled | restored | original 128 px face):
 the training degradation with four seeds (mask variety), no mask at all, a heavier blur and noise
