@@ -126,9 +126,9 @@ class Cache:
 
     @staticmethod
     def key(protocol: str, spec: str, precision: str, val: str, args) -> str:
-        from facerestore.zoo import BUNDLED, bundled_path
+        from facerestore.models import bundled
 
-        path = bundled_path(spec) if spec in BUNDLED else pathlib.Path(spec)
+        path = bundled()[spec].path if spec in bundled() else pathlib.Path(spec)
         model = hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else spec
         return json.dumps([protocol, model, precision, os.path.abspath(val), args.seed, args.limit, args.skip])
 

@@ -244,11 +244,11 @@ def load_generator(path: str | os.PathLike[str], device: str | torch.device = "c
                    prefer_ema: bool = True):
     """Rebuild the generator from the file's recipe and load its weights (EMA ones if present).
     Returns ``(generator in eval mode on device, recipe)``."""
-    from .components import default_registry
+    from .components import build_generator
 
     meta = read_metadata(path)
     recipe = recipe_from_metadata(meta, path)
-    generator = default_registry().build("generator", recipe.generator, "generator")
+    generator = build_generator(recipe)
     load_state_strict(generator, generator_tensors(path, prefer_ema), str(path))
     return generator.to(device).eval(), recipe
 

@@ -57,3 +57,16 @@ def factory(value: Any, kind: str, registry: Optional[Registry] = None) -> Facto
     """A :class:`~facerestore.registry.Factory` from a Factory, a registered name or a spec dict,
     resolved in ``registry`` (the default one when None). For direct Python use, as :func:`resolve`."""
     return Factory.coerce(value, kind, registry or default_registry())
+
+
+def build_generator(recipe: Any, registry: Optional[Registry] = None) -> Any:
+    """A recipe's generator (fresh weights), its scale checked against the recipe's: the one place
+    a generator is built from a recipe (checkpoints, training, ``convert``, model statistics)."""
+    gen = (registry or default_registry()).build("generator", recipe.generator, "generator")
+    own = getattr(gen, "scale", None)
+    if own is not None and int(own) != int(recipe.scale):
+        from .errors import RecipeError
+
+        raise RecipeError("scale", f"the recipe says {recipe.scale} but its generator "
+                                   f"({recipe.generator.get('type')}) magnifies by {own}")
+    return gen

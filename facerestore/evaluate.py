@@ -220,20 +220,14 @@ def _display_name(spec: str) -> str:
     return path.stem
 
 
-def resolve_model(spec: str, device: torch.device | str = "cpu", scale: int = 4) -> EvalModel:
-    """``bicubic``, a bundled model name or a checkpoint file, resolved by
-    :func:`facerestore.zoo.resolve_model` (the same names ``restore`` takes). ``scale`` is used
-    by ``bicubic`` only (the data's HQ/LQ ratio)."""
-    from .zoo import resolve_model as zoo_resolve
+def eval_model(spec: str, device: torch.device | str = "cpu", scale: int = 4) -> EvalModel:
+    """``bicubic``, a bundled model name or a checkpoint file (:func:`facerestore.models.load`,
+    the same names ``restore`` takes) as an evaluated model. ``scale`` is used by ``bicubic`` only
+    (the data's HQ/LQ ratio)."""
+    from .models import load
 
-    gen, recipe = zoo_resolve(spec, device, scale=scale)
-    if spec == "bicubic":
-        source = "bicubic interpolation (sr_only generator, bicubic upsampler)"
-    elif recipe is not None and pathlib.Path(spec).suffix:
-        source = f"checkpoint {spec} (recipe {getattr(recipe, 'name', '?')})"
-    else:
-        source = f"bundled model {spec}" + (f" (recipe {recipe.name})" if recipe is not None else "")
-    return _generator_model(_display_name(spec), gen.eval(), source)
+    m = load(spec, device, scale=scale)
+    return _generator_model(_display_name(spec), m.generator, m.source)
 
 
 # --------------------------------------------------------------------------------------------

@@ -24,9 +24,9 @@ def flops_per_face(module: nn.Module, lq_size: int) -> float:
 
 
 def generator_stats(recipe) -> list[str]:
-    from .components import default_registry
+    from .components import build_generator
 
-    gen = default_registry().build("generator", recipe.generator, "generator")
+    gen = build_generator(recipe)
     lines = [f"generator: {type(gen).__name__}, {count_parameters(gen) / 1e6:.2f} M parameters"]
     parts = gen.stage_modules() if hasattr(gen, "stage_modules") else {}
     for name, mod in parts.items():
@@ -35,6 +35,8 @@ def generator_stats(recipe) -> list[str]:
     flops = flops_per_face(gen, recipe.lq_size)
     lines.append(f"compute: {flops / 1e9:.2f} GFLOPs per face ({recipe.lq_size}px -> {recipe.hq_size}px)")
     if recipe.discriminator is not None:
+        from .components import default_registry
+
         disc = default_registry().build("discriminator", recipe.discriminator, "discriminator")
         lines.append(f"discriminator: {type(disc).__name__}, {count_parameters(disc) / 1e6:.2f} M parameters")
     return lines

@@ -267,6 +267,7 @@ def recipe_from_dict(data: Mapping[str, Any]) -> Recipe:
     degradation = _list_of_tables(data.get("degradation", []), "degradation")
     for i, spec in enumerate(degradation):
         _require_type(spec, f"degradation[{i}]")
+    degradation = [_downscale_by(scale, spec, i) for i, spec in enumerate(degradation)]
     generator = data.get("generator")
     if generator is None:
         raise RecipeError("generator", "missing (a recipe needs a [generator] table with a type)")
@@ -459,6 +460,20 @@ def _index(node: list, part: str, walked: list[str]) -> int:
 # --------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------
+def _downscale_by(scale: int, spec: Mapping[str, Any], i: int) -> dict[str, Any]:
+    """The scale is declared once, at the top: a ``downscale`` step takes it when it names none
+    and must agree when it does (a x4 model trained on x2 inputs is a silent failure)."""
+    spec = dict(spec)
+    if spec.get("type") != "downscale":
+        return spec
+    if "scale" not in spec:
+        spec["scale"] = scale
+    elif spec["scale"] != scale:
+        raise RecipeError(f"degradation[{i}].scale", f"{spec['scale']} differs from the recipe's scale ({scale}); "
+                                                     "leave it out to use the recipe's")
+    return spec
+
+
 def _list_of_tables(value: Any, path: str) -> list[Mapping[str, Any]]:
     if not isinstance(value, list):
         raise RecipeError(path, "expected an array of tables ([[...]])")

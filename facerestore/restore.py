@@ -1,8 +1,9 @@
 """The restoration pipeline and its Python API.
 
     from facerestore.restore import Restorer
-    r = Restorer.from_pretrained("jdsr-x4", device="auto")
+    r = Restorer.from_pretrained("masked-any", device="auto")   # the model and its detectors, once
     photo = r.restore(photo)                 # PIL / numpy / tensor in, the same kind out
+    big = r.restore(photo, RestoreOptions(upscale=2, fidelity=0.5))   # options per call
     faces_hq = r.restore_faces(faces_lq)     # (B, 3, h, w) aligned crops -> (B, 3, H, W)
 
 Whole photos: detect faces and 5 landmarks (registry detector ``masked``, docs/detection.md), align each face onto
@@ -15,20 +16,19 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import os
+import threading
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from . import align
 from .interfaces import Detection, FaceDetector
-from .pixels import to_uint8
-from .io import luma
 from .device import resolve_device
 from .defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
-from .zoo import model_geometry, resolve_model
+from .models import geometry, load
+from .options import RestoreOptions
 
 
 @dataclasses.dataclass
@@ -68,8 +68,12 @@ class RestoreResult:
 
 
 class Restorer:
-    """Restores faces in photos or aligned crops with a generator (see :meth:`from_pretrained`).
+    """The restore service: a model and its face detectors, built once, and per-call
+    :class:`~facerestore.options.RestoreOptions` (see :meth:`from_pretrained`). Photos, videos, the
+    web app, the HTTP API and a cluster runner are thin adapters over it; one restorer serves any
+    mix of options, from any number of threads.
 
+    Options (per call, or the defaults given here as ``options`` or keyword arguments):
     ``min_face``/``max_face``: faces whose eye distance (pixels between the two eye landmarks in
     the input photo) is below/above this are left untouched (0 = no limit).
     ``fidelity`` w in [0, 1] (CodeFormer's convention): outside the occlusion the model estimates
@@ -79,98 +83,98 @@ class Restorer:
     (``jdsr_inpaint``) also receives ``w``: 0 fills the mask with its realistic synthesis, 1 with
     its faithful (``masked-any``) estimate, in between a blend of the two.
     ``upscale``: the photo is enlarged bicubically by this factor and faces are pasted at that
-    resolution. ``detector``: any :class:`FaceDetector`, or a registry name (default ``masked``),
-    built on first use. ``min_score``: detections less confident than this are ignored (None: the
-    detector's own ``min_score_hint``, 0.9 for one without: MTCNN scores hands and cups 0.85-0.9;
-    the ``masked`` detector filters its own output and hints 0).
-    ``only_center_face``: restore only the face nearest the photo's centre.
-    ``precision``: ``fp32``, or ``bf16`` (autocast on a CPU with native bf16, or CUDA; about 1.2x
-    faster at batch 16 on this project's CPU, docs/restore.md; falls back to fp32 elsewhere).
-    ``tta``: also restore the mirrored face and average the two, occlusion maps included
-    (self-ensemble, as BasicSR's ``--tta``): twice the model time.
+    resolution. ``detector``: a registry name (default ``masked``), built on first use; or pass
+    any :class:`FaceDetector` object as ``detector=`` here (it then serves that name).
+    ``min_score``: detections less confident than this are ignored (None: the detector's own
+    ``min_score_hint``, 0.9 for one without: MTCNN scores hands and cups 0.85-0.9; the ``masked``
+    detector filters its own output and hints 0). ``only_center_face``: restore only the face
+    nearest the photo's centre. ``tta``: also restore the mirrored face and average the two,
+    occlusion maps included (self-ensemble, as BasicSR's ``--tta``): twice the model time.
+
+    Model settings: ``precision`` ``fp32``, or ``bf16`` (autocast on a CPU with native bf16, or
+    CUDA; falls back to fp32 elsewhere); ``batch_size`` faces per forward pass.
     """
 
     def __init__(self, generator: nn.Module, recipe: Any = None, *, device: str | torch.device = "cpu",
-                 detector: FaceDetector | str | None = None, min_face: float = 0.0, max_face: float = 0.0,
-                 min_score: Optional[float] = None, batch_size: int = 16, upscale: float = 1.0, fidelity: float = 0.0,
-                 only_center_face: bool = False, color_match: bool = True, mask_shape: align.MaskShape = "face",
-                 channels_last: bool = True, name: str = "", precision: str = "fp32", tta: bool = False):
+                 detector: FaceDetector | str | None = None, batch_size: int = 16, channels_last: bool = True,
+                 name: str = "", precision: str = "fp32", options: Optional[RestoreOptions] = None,
+                 **option_values: Any):
         self.device = resolve_device(device)
         self.generator = generator.to(self.device).eval()
         self.recipe = recipe
         self.name = name
-        self.scale, self.lq_size = model_geometry(generator, recipe)
+        self.scale, self.lq_size = geometry(generator, recipe)
         self.hq_size = self.lq_size * self.scale
-        self.min_face = float(min_face)
-        self.max_face = float(max_face)
-        self._min_score = None if min_score is None else float(min_score)
         self.batch_size = max(1, int(batch_size))
-        self.upscale = float(upscale)
-        if self.upscale < 1:
-            raise ValueError("upscale must be >= 1")
-        if not 0.0 <= fidelity <= 1.0:
-            raise ValueError(f"fidelity must be in [0, 1], got {fidelity}")
-        self.fidelity = float(fidelity)
+        if isinstance(detector, str):
+            option_values["detector"] = detector
+        #: the defaults of every call that passes no options
+        self.options = (options or RestoreOptions()).replace(**option_values)
         #: a generative model (``jdsr_inpaint``) takes the fidelity too: 0 its realistic fill, 1 its faithful one
         self.model_has_fidelity = "fidelity" in inspect.signature(self.generator.forward).parameters
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
-        self.tta = bool(tta)
-        self.only_center_face = only_center_face
-        self.color_match = color_match
-        self.mask_shape = mask_shape
         self.channels_last = channels_last
-        self._detector = detector
-        self._mask: Optional[Tensor] = None
+        self._detectors: dict[str, FaceDetector] = {}
+        if detector is not None and not isinstance(detector, str):
+            self._detectors[self.options.detector] = detector
+        self._lock = threading.Lock()
         if channels_last and self.device.type != "mps":
             self.generator = self.generator.to(memory_format=torch.channels_last)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: str | torch.device = "auto",
                         **kwargs: Any) -> "Restorer":
-        """A restorer for a model name (``jdsr-x4``, ``bicubic``) or a safetensors checkpoint path."""
+        """A restorer for a model name (``masked-any``, ``bicubic``), a safetensors checkpoint or a
+        recipe (:func:`facerestore.models.load`)."""
         dev = resolve_device(device)
-        generator, recipe = resolve_model(name_or_path, dev)
-        return cls(generator, recipe, device=dev, name=os.fspath(name_or_path), **kwargs)
+        m = load(name_or_path, dev)
+        return cls(m.generator, m.recipe, device=dev, name=m.name, **kwargs)
 
-    @property
-    def min_score(self) -> float:
-        if self._min_score is not None:
-            return self._min_score
-        det = self._detector
-        if isinstance(det, str) or det is None:
+    def _opts(self, options: Optional[RestoreOptions]) -> RestoreOptions:
+        return self.options if options is None else options
+
+    def min_score(self, options: Optional[RestoreOptions] = None) -> float:
+        """The detection score below which faces are ignored: the option, else the detector's hint."""
+        opts = self._opts(options)
+        if opts.min_score is not None:
+            return opts.min_score
+        det = self._detectors.get(opts.detector)
+        if det is None:
             from .components import default_registry
 
-            name = det or DEFAULT_DETECTOR
             reg = default_registry()
-            det = reg.get("detector", name).obj if ("detector", name) in reg else None
+            det = reg.get("detector", opts.detector).obj if ("detector", opts.detector) in reg else None
         return float(getattr(det, "min_score_hint", 0.9))
 
-    @min_score.setter
-    def min_score(self, value: Optional[float]) -> None:
-        self._min_score = None if value is None else float(value)
-
     # -- detector ------------------------------------------------------------------------------
+    def detector_for(self, name: str) -> FaceDetector:
+        """A face detector by registry name, built on first use and kept."""
+        with self._lock:
+            if name not in self._detectors:
+                self._detectors[name] = default_detector(self.device, name)
+            return self._detectors[name]
+
     @property
     def detector(self) -> FaceDetector:
-        if self._detector is None or isinstance(self._detector, str):
-            self._detector = default_detector(self.device, self._detector or DEFAULT_DETECTOR)
-        return self._detector
+        """The default options' detector."""
+        return self.detector_for(self.options.detector)
 
     # -- aligned faces -------------------------------------------------------------------------
-    def restore_faces(self, batch: Tensor) -> Tensor:
+    def restore_faces(self, batch: Tensor, options: Optional[RestoreOptions] = None) -> Tensor:
         """Aligned crops ``(B, 3, h, w)`` in [0, 1] (resized to the model input when ``h, w``
         differ) -> restored faces ``(B, 3, H, H)`` in [0, 1], on the input's device."""
         if batch.dim() == 3:
-            return self.restore_faces(batch[None])[0]
-        return self.run_model(batch)[0]
+            return self.restore_faces(batch[None], options)[0]
+        return self.run_model(batch, options)[0]
 
-    def run_model(self, batch: Tensor) -> tuple[Tensor, Tensor]:
+    def run_model(self, batch: Tensor, options: Optional[RestoreOptions] = None) -> tuple[Tensor, Tensor]:
         """Aligned crops ``(B, 3, h, w)`` -> ``(restored (B, 3, H, H), occlusion (B, 1, H, H))``,
         ``H`` the model's output size; the occlusion estimate is zero for models without one."""
         if batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected (B, 3, h, w) faces, got {tuple(batch.shape)}")
+        opts = self._opts(options)
         x = batch.float()
         if tuple(x.shape[-2:]) != (self.lq_size, self.lq_size):
             big = x.shape[-1] > self.lq_size or x.shape[-2] > self.lq_size
@@ -182,9 +186,9 @@ class Restorer:
                 chunk = chunk.to(self.device)
                 if self.channels_last:
                     chunk = chunk.contiguous(memory_format=torch.channels_last)
-                sr, occ = self._forward(chunk)
-                if self.tta:
-                    sr_f, occ_f = self._forward(chunk.flip(-1))
+                sr, occ = self._forward(chunk, opts.fidelity)
+                if opts.tta:
+                    sr_f, occ_f = self._forward(chunk.flip(-1), opts.fidelity)
                     sr, occ = (sr + sr_f.flip(-1)) / 2, (occ + occ_f.flip(-1)) / 2
                 faces.append(sr)
                 occs.append(occ)
@@ -192,10 +196,10 @@ class Restorer:
             return x.new_zeros(0, 3, self.hq_size, self.hq_size), x.new_zeros(0, 1, self.hq_size, self.hq_size)
         return torch.cat(faces).to(batch.device), torch.cat(occs).to(batch.device)
 
-    def _forward(self, chunk: Tensor) -> tuple[Tensor, Tensor]:
+    def _forward(self, chunk: Tensor, fidelity: float) -> tuple[Tensor, Tensor]:
         """One generator pass: ``(sr (B, 3, H, H), occlusion (B, 1, H, H))`` float32 in [0, 1]."""
         with self._autocast():
-            out = self.generator(chunk, fidelity=self.fidelity) if self.model_has_fidelity else self.generator(chunk)
+            out = self.generator(chunk, fidelity=fidelity) if self.model_has_fidelity else self.generator(chunk)
         sr = out["sr"].float().clamp(0, 1).contiguous()
         occ = out.get("noise_map")
         occ = (sr.new_zeros(sr.shape[0], 1, *sr.shape[-2:]) if occ is None else
@@ -214,32 +218,31 @@ class Restorer:
                 return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=torch.bfloat16)
 
-    def restore_aligned(self, batch: Tensor) -> Tensor:
+    def restore_aligned(self, batch: Tensor, options: Optional[RestoreOptions] = None) -> Tensor:
         """Square aligned faces ``(B, 3, s, s)`` of any size ``s`` -> ``(B, 3, S, S)`` with
         ``S = max(s, H)``: the restored face composited over the input at that size with the same
         rule as whole photos (the mask is replaced; visible parts follow ``fidelity`` and keep
         their own pixels when the input is larger than the model output)."""
+        opts = self._opts(options)
         s = batch.shape[-1]
-        restored, occ = self.run_model(batch)
+        restored, occ = self.run_model(batch, opts)
         size = max(s, self.hq_size)
         up = lambda t: t if t.shape[-1] == size else F.interpolate(t, size=(size, size), mode="bicubic",
                                                                    align_corners=False).clamp(0, 1)
         base = up(batch.float())
         scale = torch.full((batch.shape[0],), self.hq_size / s)
-        w = align.composite_weights(occ, scale, self.fidelity, self.hq_size)
+        w = align.composite_weights(occ, scale, opts.fidelity, self.hq_size)
         w = F.interpolate(w, size=(size, size), mode="bilinear", align_corners=False) if size != self.hq_size else w
         return base + w.to(base) * (up(restored) - base)
 
     # -- whole photos --------------------------------------------------------------------------
-    def blend_mask(self) -> Tensor:
-        if self._mask is None:
-            self._mask = align.blend_mask(self.hq_size, self.mask_shape)
-        return self._mask
-
-    def select(self, det: Detection, image_size: tuple[int, int] | None = None) -> list[FaceRecord]:
-        faces = []
+    def select(self, det: Detection, image_size: tuple[int, int] | None = None,
+               options: Optional[RestoreOptions] = None) -> list[FaceRecord]:
+        """The detected faces as records: skipped ones (score, landmarks, size, centre) say why."""
+        opts = self._opts(options)
+        min_score, faces = self.min_score(opts), []
         for i in range(det.boxes.shape[0]):
-            if float(det.scores[i]) < self.min_score:
+            if float(det.scores[i]) < min_score:
                 continue
             lm = det.landmarks[i].float().cpu()
             eye = float(align.face_size(lm[None])[0]) if torch.isfinite(lm).all() else float("nan")
@@ -247,22 +250,28 @@ class Restorer:
                              eye_distance=eye)
             if not torch.isfinite(lm).all():
                 rec.restored, rec.reason = False, "no landmarks"
-            elif eye < self.min_face:
-                rec.restored, rec.reason = False, f"eye distance {eye:.1f}px < --min-face {self.min_face:g}"
-            elif self.max_face > 0 and eye > self.max_face:
-                rec.restored, rec.reason = False, f"eye distance {eye:.1f}px > --max-face {self.max_face:g}"
+            elif eye < opts.min_face:
+                rec.restored, rec.reason = False, f"eye distance {eye:.1f}px < --min-face {opts.min_face:g}"
+            elif opts.max_face > 0 and eye > opts.max_face:
+                rec.restored, rec.reason = False, f"eye distance {eye:.1f}px > --max-face {opts.max_face:g}"
             faces.append(rec)
-        if self.only_center_face and image_size is not None:
+        if opts.only_center_face and image_size is not None:
             faces = _center_face(faces, image_size)
         return faces
 
-    def restore_many(self, images: list[Tensor], detections: Optional[list[Detection]] = None) -> list[RestoreResult]:
+    def detect(self, images: list[Tensor], options: Optional[RestoreOptions] = None) -> list[Detection]:
+        """Faces of each photo with the options' detector, all photos in one call."""
+        return self.detector_for(self._opts(options).detector).detect(images) if images else []
+
+    def restore_many(self, images: list[Tensor], detections: Optional[list[Detection]] = None,
+                     options: Optional[RestoreOptions] = None) -> list[RestoreResult]:
         """Restore a group of photos ``(3, H, W)`` in [0, 1]; all their faces go through the model
         together (``batch_size`` at a time). ``detections`` skips the detector."""
+        opts = self._opts(options)
         images = [img.float() for img in images]
         if detections is None:
-            detections = self.detector.detect(images) if images else []
-        records = [self.select(d, tuple(img.shape[-2:])) for d, img in zip(detections, images)]
+            detections = self.detect(images, opts)
+        records = [self.select(d, tuple(img.shape[-2:]), opts) for d, img in zip(detections, images)]
         crops = []
         for img, faces in zip(images, records):
             lms = [f.landmarks for f in faces if f.restored]
@@ -271,7 +280,7 @@ class Restorer:
                 crops.append(align.warp_crops(img, m.to(img.device), self.lq_size))
             else:
                 crops.append(img.new_zeros(0, 3, self.lq_size, self.lq_size))
-        restored_all, occ_all = self.run_model(torch.cat(crops)) if sum(len(c) for c in crops) else (None, None)
+        restored_all, occ_all = self.run_model(torch.cat(crops), opts) if sum(len(c) for c in crops) else (None, None)
         results, start = [], 0
         for img, faces, lq in zip(images, records, crops):
             n = lq.shape[0]
@@ -280,35 +289,39 @@ class Restorer:
             else:
                 hq, occ = restored_all[start:start + n], occ_all[start:start + n]
             start += n
-            results.append(RestoreResult(self._paste(img, faces, hq, occ), faces, lq.cpu(), hq.cpu()))
+            results.append(RestoreResult(self._paste(img, faces, hq, occ, opts), faces, lq.cpu(), hq.cpu()))
         return results
 
-    def _paste(self, img: Tensor, faces: list[FaceRecord], hq: Tensor, occ: Tensor) -> Tensor:
-        base = align.upscale_image(img, self.upscale)
+    def _paste(self, img: Tensor, faces: list[FaceRecord], hq: Tensor, occ: Tensor, opts: RestoreOptions) -> Tensor:
+        base = align.upscale_image(img, opts.upscale)
         if hq.shape[0] == 0:
             return base
         lms = torch.stack([f.landmarks for f in faces if f.restored])
-        if self.upscale != 1:
-            lms = (lms + 0.5) * self.upscale - 0.5
+        if opts.upscale != 1:
+            lms = (lms + 0.5) * opts.upscale - 0.5
         m = align.alignment_matrices(lms, self.hq_size)
-        weights = align.composite_weights(occ.to(base), align.crop_scale(m), self.fidelity, self.hq_size)
-        if self.mask_shape != "face":  # an explicit shape replaces the face oval, occlusion still wins
-            weights = torch.maximum(align.feather_occlusion(occ.to(base)), self.blend_mask().to(base)) * self.blend_mask().to(base)
-        return align.paste_faces(base, hq.to(base), m.to(base), weights, color_match=self.color_match)
+        weights = align.composite_weights(occ.to(base), align.crop_scale(m), opts.fidelity, self.hq_size)
+        if opts.mask_shape != "face":  # an explicit shape replaces the face oval, occlusion still wins
+            shape = align.blend_mask(self.hq_size, opts.mask_shape).to(base)
+            weights = torch.maximum(align.feather_occlusion(occ.to(base)), shape) * shape
+        return align.paste_faces(base, hq.to(base), m.to(base), weights, color_match=opts.color_match)
 
-    def restore_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str], **options: Any):
-        """A video file in, the same clip with restored faces out (H.264, audio copied); options
-        and result as :func:`facerestore.video.restore_video` (``detect_every``, ``crf``,
+    def restore_video(self, src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                      options: Optional[RestoreOptions] = None, **video: Any):
+        """A video file in, the same clip with restored faces out (H.264, audio copied); ``video``
+        settings and result as :func:`facerestore.video.restore_video` (``detect_every``, ``crf``,
         ``start``, ``end``, ``progress``...)."""
         from .video import restore_video
 
-        return restore_video(self, src, dst, **options)
+        return restore_video(self, src, dst, options=options, **video)
 
-    def restore(self, image: Any) -> Any:
+    def restore(self, image: Any, options: Optional[RestoreOptions] = None) -> Any:
         """One photo, as a tensor (3, H, W) float, a PIL image or a numpy (H, W[, C]) array; the
         result has the same kind (and dtype), enlarged by ``upscale``."""
+        from .image_types import to_tensor
+
         tensor, back = to_tensor(image)
-        out = self.restore_many([tensor])[0].image
+        out = self.restore_many([tensor], options=options)[0].image
         return back(out)
 
 
@@ -345,87 +358,10 @@ def draw_boxes(image: Tensor, faces: list[FaceRecord], scale: float = 1.0) -> Te
     return out
 
 
-def to_tensor(image: Any) -> tuple[Tensor, Any]:
-    """Any supported photo -> (3, H, W) float tensor, and a function turning a result back into
-    the caller's type (tensor, numpy array or PIL image, with its dtype, grey level and alpha)."""
-    if isinstance(image, Tensor):
-        return _from_tensor(image)
-    if isinstance(image, np.ndarray):
-        return _from_numpy(image)
-    try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        Image = None
-    if Image is not None and isinstance(image, Image.Image):
-        return _from_pil(image)
-    raise TypeError(f"cannot restore a {type(image).__name__}; give a tensor, numpy array or PIL image")
-
-
-def _from_tensor(image: Tensor) -> tuple[Tensor, Any]:
-    if image.dim() != 3 or image.shape[0] not in (1, 3):
-        raise ValueError(f"expected a (3, H, W) tensor, got {tuple(image.shape)}")
-    dtype = image.dtype
-    t = image.float() / 255.0 if dtype == torch.uint8 else image.float()
-    t = t.expand(3, -1, -1) if t.shape[0] == 1 else t
-
-    def back(out: Tensor) -> Tensor:
-        out = out.to(image.device)
-        return to_uint8(out) if dtype == torch.uint8 else out.to(dtype)
-
-    return t, back
-
-
-def _resize_alpha(a: Tensor, size: tuple[int, int]) -> Tensor:
-    """(1, h, w) alpha -> (1, H, W): the restored photo may be upscaled."""
-    return a if tuple(a.shape[-2:]) == tuple(size) else F.interpolate(a[None], size=size, mode="bilinear")[0]
-
-
-def _from_numpy(image: np.ndarray) -> tuple[Tensor, Any]:
-    arr = image[..., None] if image.ndim == 2 else image
-    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
-        raise ValueError(f"expected an (H, W, 3) array, got {image.shape}")
-    alpha = arr[..., 3:4] if arr.shape[2] == 4 else None
-    rgb = arr[..., :3] if arr.shape[2] >= 3 else np.repeat(arr, 3, axis=2)
-    scale = 255.0 if arr.dtype == np.uint8 else (65535.0 if arr.dtype == np.uint16 else 1.0)
-    t = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)).astype(np.float32) / scale)
-
-    def back(out: Tensor) -> np.ndarray:
-        res = out.detach().cpu().clamp(0, 1).permute(1, 2, 0).numpy()
-        if image.ndim == 2 or image.shape[2] == 1:
-            res = luma(res, dim=-1)
-            res = res[..., 0] if image.ndim == 2 else res
-        if alpha is not None:
-            a = torch.from_numpy(alpha.astype(np.float32) / scale).permute(2, 0, 1)
-            res = np.concatenate([res, _resize_alpha(a, res.shape[:2]).permute(1, 2, 0).numpy()], axis=2)
-        if scale != 1.0:
-            return np.round(res * scale).astype(image.dtype)
-        return res.astype(image.dtype)
-
-    return t, back
-
-
-def _from_pil(image: Any) -> tuple[Tensor, Any]:
-    from PIL import Image
-
-    from .io import _convert
-    from .pixels import to_hwc_uint8  # (H, W, C) numpy, what PIL takes
-
-    t, info = _convert(image, "<image>", image.format, 1, 8)
-
-    def back(out: Tensor):
-        pil = Image.fromarray(to_hwc_uint8(out))
-        if info.grayscale:
-            pil = pil.convert("L")
-        if info.alpha is not None:
-            pil.putalpha(Image.fromarray(to_hwc_uint8(_resize_alpha(info.alpha, tuple(out.shape[-2:])))[..., 0]))
-        return pil
-
-    return t, back
-
-
 def default_detector(device: torch.device | str = "cpu", name: str = DEFAULT_DETECTOR) -> FaceDetector:
     """A registry detector by name (default ``masked``, MTCNN's networks: facenet-pytorch's weights ship inside that
-    package), given the device when it takes one."""
+    package), given the device when it takes one and asked for 5 landmarks when it offers more
+    (the alignment template has 5 points)."""
     from .errors import FaceRestoreError, MissingWeightsError
     from .components import default_registry
 
@@ -440,4 +376,6 @@ def default_detector(device: torch.device | str = "cpu", name: str = DEFAULT_DET
     kwargs: dict[str, Any] = {}
     if "device" in params:
         kwargs["device"] = str(device)
+    if "points" in params:
+        kwargs["points"] = 5
     return reg.create("detector", name, **kwargs)

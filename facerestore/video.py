@@ -42,10 +42,14 @@ import torch
 from torch import Tensor
 
 from .align import upscale_image
+from .errors import InputImageError
 from .interfaces import Detection
+from .io import check_output_pixels
+from .options import RestoreOptions
 from .pixels import to_hwc_uint8
 from .tracking import FaceTracker
-from .video_io import (VideoProbe, _atomic_output, _av_errors, _av_message, _colors, _decoded, _fail, _open_input,
+from .video_io import (DEFAULT_MAX_VIDEO_PIXELS, VideoError, VideoProbe, _atomic_output, _av_errors, _av_message,
+                       _colors, _decoded, _fail, _open_input,
                        _Writer, probe_video)
 
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
@@ -92,8 +96,9 @@ class _Segments:
     Detection runs on the first frame of a run of restored frames, then every ``every`` frames,
     and on the last frame before a scene cut, the end of the restored range or the clip's end."""
 
-    def __init__(self, restorer, tracker: FaceTracker, every: int, batch_frames: int, write: Callable):
-        self.r, self.tracker, self.every, self.batch = restorer, tracker, every, batch_frames
+    def __init__(self, restorer, options: RestoreOptions, tracker: FaceTracker, every: int, batch_frames: int,
+                 write: Callable):
+        self.r, self.opts, self.tracker, self.every, self.batch = restorer, options, tracker, every, batch_frames
         self.write = write
         self.held: list[np.ndarray] = []  # frames since the last detection, (H, W, 3) uint8
         self.ready: list[tuple[np.ndarray, Detection, list[int]]] = []  # tracked, to restore
@@ -126,7 +131,7 @@ class _Segments:
     def _detect(self) -> None:
         if not self.held:
             return
-        det = self.r.detector.detect([_to_tensor(self.held[-1])])[0]
+        det = self.r.detect([_to_tensor(self.held[-1])], self.opts)[0]
         plans = self.tracker.advance(det, len(self.held))
         for rgb, plan in zip(self.held, plans):
             self.ready.append((rgb, *self.tracker.detections(plan)))
@@ -143,7 +148,8 @@ class _Segments:
         todo = [i for i, (_, det, _) in enumerate(self.ready) if det.boxes.shape[0]]
         results = {}
         if todo:
-            out = self.r.restore_many([_to_tensor(self.ready[i][0]) for i in todo], [self.ready[i][1] for i in todo])
+            out = self.r.restore_many([_to_tensor(self.ready[i][0]) for i in todo], [self.ready[i][1] for i in todo],
+                                      self.opts)
             results = dict(zip(todo, out))
         for i, (rgb, _, ids) in enumerate(self.ready):
             res = results.get(i)
@@ -157,7 +163,8 @@ class _Segments:
         self.ready = []
 
 
-def restore_video(restorer, src: str | os.PathLike[str], dst: str | os.PathLike[str], *, detect_every: int = 5,
+def restore_video(restorer, src: str | os.PathLike[str], dst: str | os.PathLike[str],
+                  options: Optional[RestoreOptions] = None, *, detect_every: int = 5,
                   crf: int = 18, start: Optional[float] = None, end: Optional[float] = None,
                   progress: Optional[Callable[[int, int], None]] = None, preset: str = "medium",
                   batch_frames: int = 8, max_pixels: Optional[int] = None, smoothing: bool = True) -> VideoSummary:
@@ -168,7 +175,10 @@ def restore_video(restorer, src: str | os.PathLike[str], dst: str | os.PathLike[
     ``start``/``end``: seconds from the first frame; only frames in ``[start, end)`` are restored,
     the others are written unchanged (re-encoded), so the output keeps every frame and the audio.
     ``progress(frames_written, frames_total)`` is called as frames are written.
-    ``batch_frames``: frames whose faces go through the model together. Raises
+    ``batch_frames``: frames whose faces go through the model together. ``options``: the
+    restorer's per-call options (its own defaults when None); ``max_pixels`` (default: the
+    options', else :data:`~facerestore.video_io.DEFAULT_MAX_VIDEO_PIXELS`) bounds input and
+    output frames by the rule photos follow (:func:`facerestore.io.check_output_pixels`). Raises
     :class:`VideoError` (one line, names the file) for bad input or an unwritable ``dst``; no
     file appears under ``dst`` unless the whole clip was written.
     """
@@ -177,7 +187,13 @@ def restore_video(restorer, src: str | os.PathLike[str], dst: str | os.PathLike[
     src, dst = pathlib.Path(src), pathlib.Path(dst)
     _check_options(detect_every, crf, start, end, batch_frames)
     t0 = time.perf_counter()
-    probe = probe_video(src, max_pixels)
+    opts = restorer.options if options is None else options
+    limit = max_pixels or opts.max_pixels or DEFAULT_MAX_VIDEO_PIXELS
+    probe = probe_video(src, limit)
+    try:
+        check_output_pixels(src, probe.width, probe.height, opts.upscale, limit)
+    except InputImageError as exc:
+        raise VideoError(str(exc)) from None
     if start and start >= probe.duration:
         raise _fail(src, f"start {start:g}s is at or past the end of the clip ({probe.duration:.2f}s)")
     with contextlib.suppress(OSError):
@@ -190,7 +206,7 @@ def restore_video(restorer, src: str | os.PathLike[str], dst: str | os.PathLike[
         except _av_errors() as exc:
             raise _fail(dst, f"cannot write ({_av_message(exc)})") from None
         try:
-            seg = _run(restorer, inp, out, probe, src, dst, detect_every=detect_every, crf=crf, start=start,
+            seg = _run(restorer, opts, inp, out, probe, src, dst, detect_every=detect_every, crf=crf, start=start,
                        end=end, progress=progress, preset=preset, batch_frames=batch_frames, smoothing=smoothing)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -217,29 +233,28 @@ def _check_options(detect_every: int, crf: int, start: Optional[float], end: Opt
         raise ValueError(f"need 0 <= start < end, got start={start}, end={end}")
 
 
-def _run(restorer, inp, out, probe: VideoProbe, src: pathlib.Path, dst: pathlib.Path, *, detect_every: int,
+def _run(restorer, opts: RestoreOptions, inp, out, probe: VideoProbe, src: pathlib.Path, dst: pathlib.Path, *, detect_every: int,
          crf: int, start, end, progress, preset: str, batch_frames: int, smoothing: bool) -> _Segments:
     """Decode, restore and encode every frame; returns the segmenter (its counts)."""
     vs = inp.streams.video[0]
     audio = list(inp.streams.audio)
     cs, tags = _colors(vs)
     first = float(vs.start_time * vs.time_base) if vs.start_time is not None and vs.time_base else 0.0
-    upscaled = dataclasses.replace(probe, width=round(probe.width * restorer.upscale),
-                                   height=round(probe.height * restorer.upscale))
+    upscaled = dataclasses.replace(probe, width=round(probe.width * opts.upscale),
+                                   height=round(probe.height * opts.upscale))
     writer = _Writer(out, vs, audio, upscaled, crf=crf, preset=preset, cs=cs, tags=tags, dst=dst, first_time=first)
 
     def write(rgb: np.ndarray, restored: bool = True) -> None:
-        if not restored and restorer.upscale != 1:
-
-            rgb = to_hwc_uint8(upscale_image(_to_tensor(rgb), restorer.upscale))
+        if not restored and opts.upscale != 1:
+            rgb = to_hwc_uint8(upscale_image(_to_tensor(rgb), opts.upscale))
         writer.frame(rgb)
         if progress is not None:
             progress(writer.frames, probe.frames)
 
     if progress is not None:
         progress(0, probe.frames)
-    tracker = FaceTracker(float(probe.fps), restorer.min_score, smoothing=smoothing)
-    seg = _Segments(restorer, tracker, detect_every, batch_frames, write)
+    tracker = FaceTracker(float(probe.fps), restorer.min_score(opts), smoothing=smoothing)
+    seg = _Segments(restorer, opts, tracker, detect_every, batch_frames, write)
     index = 0
     for kind, item in _decoded(inp, vs, audio, src, cs, probe.rotation):
         if kind == "audio":

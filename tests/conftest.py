@@ -40,3 +40,15 @@ def astronaut(_astronaut) -> torch.Tensor:
     """A real face an installed package ships: skimage's astronaut, (3, H, W) float in [0, 1].
     A fresh copy per test, so no test can change what the next one sees."""
     return _astronaut.clone()
+
+
+@pytest.fixture
+def without_default_weights(monkeypatch):
+    """An install without the default model's file (it is shipped, so its name points elsewhere)."""
+    import dataclasses
+
+    from facerestore import models
+    from facerestore.defaults import DEFAULT_MODEL
+
+    facts = models.bundled()[DEFAULT_MODEL]
+    monkeypatch.setitem(models.bundled(), DEFAULT_MODEL, dataclasses.replace(facts, file="no-such-file.safetensors"))

@@ -50,10 +50,10 @@ def test_doctor_parity_line():
 def test_doctor_lists_bundled_models():
     import hashlib
 
-    from facerestore.zoo import BUNDLED, bundled_path
+    from facerestore.models import bundled
 
     result = CliRunner().invoke(app, ["doctor", "--no-parity"])
-    for name in BUNDLED:
+    for name, facts in bundled().items():
         line = next(l for l in result.output.splitlines() if l.split()[1:3] == ["model", name])
-        digest = hashlib.sha256(bundled_path(name).read_bytes()).hexdigest()[:16]
+        digest = hashlib.sha256(facts.path.read_bytes()).hexdigest()[:16]
         assert line.startswith("ok") and f"sha256 {digest}" in line and "celeba" in line

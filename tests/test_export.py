@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from facerestore.cli import app
 from facerestore.commands.export import export_pt2, onnx_max_error
-from facerestore.zoo import resolve_model
+from facerestore.models import load
 
 from test_restore import tiny_checkpoint
 
@@ -40,7 +40,7 @@ def test_onnx_parity_checkpoint(tmp_path):
     ckpt = tiny_inpaint_checkpoint(tmp_path / "tiny.safetensors")
     res = CliRunner().invoke(app, ["export", "--model", ckpt, "--onnx", str(tmp_path / "m.onnx")])
     assert res.exit_code == 0, res.output
-    gen, _ = resolve_model(ckpt, "cpu")
+    gen = load(ckpt).generator
     x = torch.rand(5, 3, 32, 32)  # another batch size than the export example
     sess = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     sr, occ = (torch.from_numpy(t) for t in sess.run(["sr", "occlusion"], {"lq": x.numpy()}))
@@ -58,13 +58,13 @@ def test_onnx_parity_bicubic(tmp_path):
     pytest.importorskip("onnxruntime", reason="onnxruntime not installed")
     res = CliRunner().invoke(app, ["export", "--model", "bicubic", "--onnx", str(tmp_path / "b.onnx")])
     assert res.exit_code == 0, res.output
-    gen, _ = resolve_model("bicubic", "cpu")
+    gen = load("bicubic").generator
     assert onnx_max_error(gen, 32, tmp_path / "b.onnx") < 1e-4
 
 
 def test_pt2_round_trip(tmp_path, capfd):
     ckpt = tiny_checkpoint(tmp_path / "tiny.safetensors")
-    gen, _ = resolve_model(ckpt, "cpu")
+    gen = load(ckpt).generator
     capfd.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -88,7 +88,8 @@ def test_export_averages_repeated_models(tmp_path):
     from facerestore.checkpoint import read_metadata, save_generator
 
     a = tiny_checkpoint(tmp_path / "a.safetensors")
-    gen, recipe = resolve_model(a, "cpu")
+    m = load(a)
+    gen, recipe = m.generator, m.recipe
     with torch.no_grad():  # a second point of "the same run": every weight moved
         for p in gen.parameters():
             p.add_(torch.randn_like(p) * 0.1)
@@ -97,7 +98,7 @@ def test_export_averages_repeated_models(tmp_path):
     res = CliRunner().invoke(app, ["export", "-m", a, "-m", str(tmp_path / "b.safetensors"), "--safetensors", str(out)])
     assert res.exit_code == 0, res.output
     assert "averaged the weights of 2 models" in res.output
-    ga, gb, soup = (resolve_model(str(p), "cpu")[0].state_dict()
+    ga, gb, soup = (load(str(p)).generator.state_dict()
                     for p in (a, tmp_path / "b.safetensors", out))
     moved = [k for k in soup if soup[k].is_floating_point() and not torch.equal(ga[k], gb[k])]
     assert moved and all(torch.allclose(soup[k], (ga[k] + gb[k]) / 2, atol=1e-6) for k in moved)

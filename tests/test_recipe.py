@@ -244,3 +244,17 @@ def test_loss_index_names_a_term_by_type():
         recipe.loss_index("pixel")
     with pytest.raises(RecipeError, match="0 losses of type 'style'"):
         recipe.loss_index("style")
+
+
+def test_scale_is_declared_once():
+    """A ``downscale`` step takes the recipe's scale, and one that disagrees is refused."""
+    base = {"name": "s", "scale": 8, "hq_size": 128, "generator": {"type": "sr_only", "upsampler": "bicubic"}}
+    r = load_recipe({**base, "degradation": [{"type": "downscale", "mode": "bicubic"}]})
+    assert r.degradation[0]["scale"] == 8
+    assert load_recipe({**base, "degradation": [{"type": "downscale", "scale": 8}]}).degradation[0]["scale"] == 8
+    with pytest.raises(RecipeError, match=r"degradation\[1\]\.scale.*differs from the recipe's scale \(8\)"):
+        load_recipe({**base, "degradation": [{"type": "gaussian_blur"}, {"type": "downscale", "scale": 4}]})
+    shipped = pathlib.Path(__file__).resolve().parents[1] / "recipes"
+    for path in shipped.glob("*.toml"):  # the shipped recipes say it once
+        for step in tomllib.loads(path.read_text())["degradation"]:
+            assert step["type"] != "downscale" or "scale" not in step, path.name

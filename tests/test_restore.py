@@ -139,18 +139,18 @@ def test_paste_keeps_outside_and_has_no_seam():
     out = res.image
     assert out.shape == img.shape
     m = align.alignment_matrices(ASTRO_LM[None], r.hq_size)
-    alpha = _alpha_map(img, r.blend_mask(), m)
+    alpha = _alpha_map(img, align.blend_mask(r.hq_size, "face"), m)
     outside = alpha == 0
     assert outside.float().mean() > 0.8  # the face is a small part of the photo
     assert torch.equal(out[:, outside], img[:, outside])  # untouched outside the face
     assert (out - img)[:, alpha > 0.99].abs().mean() > 0.005  # the face was replaced
-    assert seam_ratio(out, img, r.blend_mask(), m) <= 1.0
+    assert seam_ratio(out, img, align.blend_mask(r.hq_size, "face"), m) <= 1.0
     # a restored face with a colour cast: the feathered paste still shows no seam...
     cast = torch.tensor([0.12, -0.08, 0.05])[:, None, None]
     hq = (r.restore_faces(res.aligned) + cast).clamp(0, 1)
     for color_match in (False, True):
-        soft = align.paste_faces(img, hq, m, r.blend_mask(), color_match=color_match)
-        assert seam_ratio(soft, img, r.blend_mask(), m) <= 1.0
+        soft = align.paste_faces(img, hq, m, align.blend_mask(r.hq_size, "face"), color_match=color_match)
+        assert seam_ratio(soft, img, align.blend_mask(r.hq_size, "face"), m) <= 1.0
     # ...while a hard-edged paste of the same face does (the measure can fail)
     hard_mask = torch.zeros(1, 1, r.hq_size, r.hq_size)
     hard_mask[..., 4:-4, 4:-4] = 1
@@ -165,8 +165,8 @@ def test_color_match_removes_cast():
     m = align.alignment_matrices(ASTRO_LM[None], r.hq_size)
     cast = (res.restored + 0.1).clamp(0, 1)
     ref = align.warp_crops(img, m, r.hq_size)
-    fixed = align.match_colors(cast, ref, r.blend_mask())
-    ring = (r.blend_mask() > 0.1) & (r.blend_mask() < 0.9)
+    fixed = align.match_colors(cast, ref, align.blend_mask(r.hq_size, "face"))
+    ring = (align.blend_mask(r.hq_size, "face") > 0.1) & (align.blend_mask(r.hq_size, "face") < 0.9)
     err = lambda x: (x - ref)[:, :, ring[0, 0]].mean().abs().item()  # noqa: E731
     assert err(fixed) < err(cast) / 3
 
@@ -284,25 +284,23 @@ def test_tta_averages_the_mirrored_occlusion_map(tmp_path):
     assert torch.allclose(sr, (sr_a + sr_b.flip(-1)) / 2, atol=1e-5)
 
 
-def test_model_resolution_errors(tmp_path, monkeypatch, capsys):
-    from facerestore import demo, zoo
+def test_model_resolution_errors(tmp_path, monkeypatch, capsys, without_default_weights):
+    from facerestore import demo, models
+    from facerestore.defaults import DEFAULT_MODEL
 
-    # an install without the bundled weights (the file is shipped, so point the name elsewhere)
-    with monkeypatch.context() as m:
-        m.setitem(zoo.BUNDLED, zoo.DEFAULT_MODEL, "no-such-file.safetensors")
-        with pytest.raises(MissingWeightsError, match=r"--model PATH\.safetensors"):
-            Restorer.from_pretrained(zoo.DEFAULT_MODEL, device="cpu")
-        # the demo falls back to the weight-free baseline, with a warning
-        monkeypatch.setattr(demo, "aligned_face", lambda img, size, name="": (torch.rand(1, 3, size, size), 1.0))
-        assert demo.main(["--out", str(tmp_path / "d.png"), "--device", "cpu"]) == 0
-        assert (tmp_path / "d.png").is_file() and "falling back to the weight-free bicubic" in capsys.readouterr().err
+    with pytest.raises(MissingWeightsError, match=r"--model PATH\.safetensors"):
+        Restorer.from_pretrained(DEFAULT_MODEL, device="cpu")
+    # the demo falls back to the weight-free baseline, with a warning
+    monkeypatch.setattr(demo, "aligned_face", lambda img, size, name="": (torch.rand(1, 3, size, size), 1.0))
+    assert demo.main(["--out", str(tmp_path / "d.png"), "--device", "cpu"]) == 0
+    assert (tmp_path / "d.png").is_file() and "falling back to the weight-free bicubic" in capsys.readouterr().err
     with pytest.raises(FaceRestoreError, match="known names"):
-        zoo.resolve_model("no-such-model")
+        models.load("no-such-model")
     (tmp_path / "m.pt").write_bytes(b"PK")
     with pytest.raises(CheckpointError, match="convert"):
-        zoo.resolve_model(str(tmp_path / "m.pt"))
+        models.load(str(tmp_path / "m.pt"))
     with pytest.raises(CheckpointError, match="not found"):
-        zoo.resolve_model(str(tmp_path / "missing.safetensors"))
+        models.load(str(tmp_path / "missing.safetensors"))
 
 
 def test_real_mtcnn_finds_astronaut():

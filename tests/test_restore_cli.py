@@ -120,7 +120,7 @@ def test_tta_option_reaches_the_restorer(tmp_path, monkeypatch):
     real = restore_mod.Restorer.from_pretrained.__func__
 
     def spy(cls, *a, **kw):
-        seen.append(kw.get("tta"))
+        seen.append(kw["options"].tta)
         return real(cls, *a, **kw)
 
     monkeypatch.setattr(restore_mod.Restorer, "from_pretrained", classmethod(spy))
@@ -131,15 +131,11 @@ def test_tta_option_reaches_the_restorer(tmp_path, monkeypatch):
     assert seen == [False, True]
 
 
-def test_user_errors_exit_2(tmp_path, fake_detector):
+def test_user_errors_exit_2(tmp_path, fake_detector, without_default_weights):
     Image.fromarray(noise_photo()).save(tmp_path / "x.png")
     res = run(tmp_path / "x.png", "-o", tmp_path / "out", "--model", "no-such-model")
     assert res.exit_code == 2 and "known names" in res.output and "Traceback" not in res.output
-    from facerestore import zoo
-
-    with pytest.MonkeyPatch.context() as m:  # the bundled file missing from an install
-        m.setitem(zoo.BUNDLED, zoo.DEFAULT_MODEL, "no-such-file.safetensors")
-        res = run(tmp_path / "x.png", "-o", tmp_path / "out")
+    res = run(tmp_path / "x.png", "-o", tmp_path / "out")  # the bundled file missing from this install
     assert res.exit_code == 2 and "is not in this install" in res.output and "--model" in res.output
     assert "Traceback" not in res.output
 

@@ -182,9 +182,9 @@ def _spy_model(monkeypatch) -> list[int]:
     calls: list[int] = []
     original = Restorer.run_model
 
-    def counted(self, batch):
+    def counted(self, batch, *args, **kwargs):
         calls.append(batch.shape[0])
-        return original(self, batch)
+        return original(self, batch, *args, **kwargs)
 
     monkeypatch.setattr(Restorer, "run_model", counted)
     return calls
@@ -259,9 +259,9 @@ def test_checkpoints_and_exports_follow_the_umask(tmp_path, umask):
     """Checkpoints and every export format get 0666 & ~umask (a hard-coded chmod 0644 fails 027/077)."""
     from facerestore.checkpoint import save_tensors
     from facerestore.commands.export import export_onnx, export_pt2
-    from facerestore.zoo import resolve_model
+    from facerestore.models import load
 
-    gen, _ = resolve_model("bicubic", "cpu")
+    gen = load("bicubic").generator
     old = os.umask(umask)
     try:
         save_tensors(tmp_path / "c.safetensors", {"w": torch.zeros(2)}, {"contents": "generator"})

@@ -183,7 +183,7 @@ def test_size_and_pixel_limits(server, photo):
     r = server.post("/api/restore", content=chunked(), headers={"content-type": "multipart/form-data; boundary=b"})
     assert r.status_code == 413, r.text
     r = post(server, png(example_photo(512)), name="a.png", upscale=4)  # 2048x2048 result > 2 MP
-    assert r.status_code == 400 and "exceeds the limit" in one_line_error(r)
+    assert r.status_code == 400 and "over the limit of 2.0 megapixels" in one_line_error(r)
     r = post(server, png(np.zeros((1500, 1500, 3), np.uint8)), name="wide.png")
     assert r.status_code == 400 and "wide.png" in one_line_error(r)
     assert post(server, photo).status_code == 200

@@ -127,9 +127,9 @@ class Spy:
         self.seen: list[torch.Tensor] = []
         real = restorer.restore_many
 
-        def spy(images, detections=None):
+        def spy(images, detections=None, options=None):
             self.seen.extend(d.landmarks for d in detections)
-            return real(images, detections)
+            return real(images, detections, options)
 
         restorer.restore_many = spy
 

@@ -29,13 +29,13 @@ def register(app: typer.Typer) -> None:
         from ..checkpoint import load_state_strict, save_generator
         from ..errors import CheckpointError
         from ..recipe import load_recipe
-        from ..components import default_registry
+        from ..components import build_generator
 
         state = load_legacy_state(src, key)
         if strip_prefix:
             state = {(k[len(strip_prefix):] if k.startswith(strip_prefix) else k): v for k, v in state.items()}
         r = load_recipe(recipe, set_ or [])
-        generator = default_registry().build("generator", r.generator, "generator")
+        generator = build_generator(r)
         load_state_strict(generator, state, str(src))
         if dst.suffix != ".safetensors":
             raise CheckpointError(f"{dst}: the output must be a .safetensors file")

@@ -152,16 +152,21 @@ def check_models() -> list[Check]:
     import hashlib
 
     from ..defaults import DEFAULT_MODEL
-    from ..zoo import BUNDLED, BUNDLED_INFO, bundled_path
+    from ..models import bundled
 
     out = []
-    for name in BUNDLED:
-        path = bundled_path(name)
+    for name, facts in bundled().items():
+        path = facts.path
         if not path.is_file():
             out.append(Check(f"model {name}", "missing", path=str(path), note="not in this install"))
             continue
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-        note = BUNDLED_INFO.get(name, "") + ("; the default" if name == DEFAULT_MODEL else "")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != facts.sha256:
+            out.append(Check(f"model {name}", "changed", f"sha256 {digest[:16]}", str(path),
+                             f"models.toml says {facts.sha256[:16]}: not the file that was shipped"))
+            continue
+        digest = digest[:16]
+        note = f"{facts.recipe}: {facts.summary}; {facts.licence}" + ("; the default" if name == DEFAULT_MODEL else "")
         out.append(Check(f"model {name}", "ok", f"{path.stat().st_size / 1e6:.2f} MB sha256 {digest}", str(path), note))
     return out
 

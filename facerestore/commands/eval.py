@@ -81,7 +81,7 @@ def register(app: typer.Typer) -> None:
         def build(spec: str):
             if (tta or fidelity is not None) and spec != "bicubic":  # scored the way `restore` runs it
                 return E.adaptive_model(spec, pairs.hq_size, dev, tta=tta, fidelity=fidelity or 0.0)
-            m = E.resolve_model(spec, dev, scale=scale)
+            m = E.eval_model(spec, dev, scale=scale)
             # a model made for another input size sees the set's inputs resized, as `restore` does it
             return E.adaptive_model(spec, pairs.hq_size, dev) if m.scale * pairs.lq_size != pairs.hq_size else m
 

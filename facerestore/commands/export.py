@@ -106,17 +106,17 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Export a model's face restoration (aligned LQ faces -> `sr`) to ONNX and/or torch.export."""
         from ..errors import FaceRestoreError
-        from ..zoo import model_geometry, resolve_model
+        from ..models import load
 
         if onnx is None and pt2 is None and safetensors is None:
             raise FaceRestoreError("nothing to do: give --onnx OUT.onnx, --pt2 OUT.pt2 and/or --safetensors OUT")
-        generator, recipe = resolve_model(models[0], "cpu")
+        m = load(models[0], "cpu")
+        generator, recipe, scale, lq = m.generator, m.recipe, m.scale, m.lq_size
         if len(models) > 1:
             from ..checkpoint import average_into
 
             average_into(generator, same_models(recipe, models), "export --model")
             typer.echo(f"averaged the weights of {len(models)} models")
-        scale, lq = model_geometry(generator, recipe)
         if safetensors is not None:
             export_safetensors(generator, recipe, models, safetensors, half)
             typer.echo(f"wrote {safetensors} ({safetensors.stat().st_size / 1e6:.2f} MB"
@@ -141,17 +141,17 @@ def same_models(recipe, models: list[str]):
     ``recipe`` (generator spec, scale, face size): weights of the same shapes can still belong
     to models that compute differently."""
     from ..errors import FaceRestoreError
-    from ..zoo import resolve_model
+    from ..models import load
 
     def key(r):
         return None if r is None else (r.generator, r.scale, r.hq_size)
 
     for i, m in enumerate(models[1:], 2):
-        generator, other = resolve_model(m, "cpu")
-        if key(other) != key(recipe):
+        other = load(m, "cpu")
+        if key(other.recipe) != key(recipe):
             raise FaceRestoreError(f"{m}: model {i}'s recipe (generator, scale, face size) differs from "
                                    f"model 1's ({models[0]}): their weights cannot be averaged")
-        yield generator
+        yield other.generator
 
 
 def export_safetensors(generator, recipe, sources: str | list[str], path: pathlib.Path, half: bool) -> None:

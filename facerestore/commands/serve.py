@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 
 from ..defaults import DEFAULT_MODEL
-from ..zoo import known_models
+from ..models import known_models
 
 from . import user_errors
 

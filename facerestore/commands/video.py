@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import pathlib
-import sys
 from collections.abc import Callable, Iterable
 from typing import Any, Optional
 
+from ..options import RestoreOptions
 from ..progress import ItemProgress
 from ..video import VIDEO_SUFFIXES
 
@@ -22,21 +22,13 @@ def is_video(path: str | os.PathLike[str]) -> bool:
     return pathlib.Path(path).suffix.lower() in VIDEO_SUFFIXES
 
 
-def video_target(out_dir: str | os.PathLike[str], item: Any) -> pathlib.Path:
-    """Where a video input is written: ``out_dir/<relative path>`` with the suffix ``.mp4``."""
-    return pathlib.Path(out_dir) / pathlib.Path(item.relative).with_suffix(".mp4")
-
-
-def _stderr(msg: str) -> None:
-    print(msg, file=sys.stderr)
-
-
 def restore_videos(restorer, items: Iterable[Any], out_dir: str | os.PathLike[str], *, detect_every: int = 5,
                    crf: int = 18, start: Optional[float] = None, end: Optional[float] = None, quiet: bool = False,
                    echo: Callable[[str], None] = print, fail: Optional[Callable[[str], None]] = None,
-                   warn: Optional[Callable[[str], None]] = None,
-                   max_pixels: Optional[int] = None) -> tuple[int, int, int]:
-    """Restore each video item (from :func:`facerestore.io.iter_inputs`) into ``out_dir``.
+                   warn: Optional[Callable[[str], None]] = None, max_pixels: Optional[int] = None,
+                   options: Optional[RestoreOptions] = None) -> tuple[int, int, int]:
+    """Restore each video item (from :func:`facerestore.io.iter_inputs`) into ``out_dir`` through
+    :meth:`facerestore.files.FileRestorer.videos`.
 
     Per video: a progress bar on a terminal (not when ``quiet``), then one summary line through
     ``echo`` (also not when ``quiet``). A video that cannot be read or written is reported
@@ -45,33 +37,16 @@ def restore_videos(restorer, items: Iterable[Any], out_dir: str | os.PathLike[st
     at once, leaving no partial output. Returns ``(n_done, n_failed, faces)``, ``faces`` the faces
     restored, summed over the frames of every video.
     """
-    from ..errors import InputImageError
-    from ..video import restore_video
+    from ..files import FileRestorer
 
-    fail = fail or (lambda msg: _stderr(f"error: {msg}"))
-    warn = warn or (lambda msg: _stderr(f"warning: {msg}"))
-    done = failed = faces = 0
-    for item in items:
-        if item.error:
-            fail(item.error)
-            failed += 1
-            continue
-        target = video_target(out_dir, item)
-        try:
-            with ItemProgress(None, item.path.name, unit="frames", quiet=quiet) as bar:
-                summary = restore_video(restorer, item.path, target, detect_every=detect_every, crf=crf,
-                                        start=start, end=end, progress=bar.update_to, max_pixels=max_pixels)
-        except InputImageError as exc:
-            fail(str(exc))
-            failed += 1
-            continue
-        done += 1
-        faces += summary.faces
-        if summary.faces == 0:
-            warn(f"{item.path}: no face found; written without changes to faces")
-        if not quiet:
-            echo(summary_line(item.path, target, summary))
-    return done, failed, faces
+    opts = (restorer.options if options is None else options)
+    if max_pixels is not None:
+        opts = opts.replace(max_pixels=max_pixels)
+    run = FileRestorer(restorer, out_dir, opts, fail=fail, warn=warn)
+    run.videos(items, dict(detect_every=detect_every, crf=crf, start=start, end=end),
+               progress=lambda it: ItemProgress(None, it.path.name, unit="frames", quiet=quiet),
+               done=None if quiet else lambda it, target, s: echo(summary_line(it.path, target, s)))
+    return run.stats.videos, run.stats.failed, run.stats.faces
 
 
 def summary_line(src: Any, dst: Any, s: Any) -> str:

@@ -1,19 +1,17 @@
 """The shared model and the bounded queue in front of it.
 
-One :class:`Engine` per server: every model is loaded once (the served one at start, the other
-known names on first use) and shared by all requests; a request's options (upscale, min/max face,
-detector, fidelity) only build a light :class:`~facerestore.restore.Restorer` around the same
-generator. Work runs in ``workers`` threads; at most ``workers + queue`` requests are admitted
+One :class:`Engine` per server: one :class:`~facerestore.restore.Restorer` per model (the served
+one at start, the other known names on first use), shared by all requests; a request's options
+(upscale, min/max face, detector, fidelity) become the :class:`~facerestore.options.RestoreOptions`
+of its call, as for every other front door. Work runs in ``workers`` threads; at most ``workers + queue`` requests are admitted
 at a time, the rest are refused at once (429), so a flood costs no memory and no request hangs.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import concurrent.futures
 import dataclasses
-import inspect
 import os
 import pathlib
 import re
@@ -28,6 +26,7 @@ import torch
 from torch import Tensor
 
 from ..defaults import DEFAULT_DETECTOR
+from ..options import RestoreOptions
 from .config import ServeConfig
 
 
@@ -91,20 +90,17 @@ class Gate:
 class Engine:
     """Models, detectors and the worker pool of one server (thread-safe)."""
 
+    #: every model takes a fidelity (generative ones inside the mask too)
+    supports_fidelity = True
+    fidelity_default = RestoreOptions().fidelity
+
     def __init__(self, config: ServeConfig):
-        from ..restore import Restorer
-        from ..zoo import known_models
+        from ..models import known_models
 
         self.config = config
         self.models = list(dict.fromkeys([config.model, *known_models()]))
-        fidelity = inspect.signature(Restorer).parameters.get("fidelity")
-        self.supports_fidelity = fidelity is not None
-        has_default = fidelity is not None and fidelity.default is not fidelity.empty
-        self.fidelity_default = float(fidelity.default) if has_default else 0.5
         self._lock = threading.RLock()
         self._bases: dict[str, Any] = {}
-        self._detectors: dict[str, Any] = {}
-        self._restorers: collections.OrderedDict = collections.OrderedDict()
         self.gate = Gate(config.workers + config.queue)
         self._pool = concurrent.futures.ThreadPoolExecutor(config.workers, thread_name_prefix="facerestore")
         self.tmp = pathlib.Path(tempfile.mkdtemp(prefix="facerestore-serve-"))
@@ -129,44 +125,20 @@ class Engine:
 
         return default_registry().names("detector")
 
-    def detector(self, name: str):
-        """A face detector by registry name, built once (5-point landmarks, on the model's device)."""
-        from ..components import default_registry
-        from ..restore import default_detector
-
-        if name not in self.detectors:
-            raise ServeError(400, f"unknown detector {name!r}; known: {', '.join(self.detectors)}")
-        with self._lock:
-            if name not in self._detectors:
-                device = self.base(None).device
-                if name == DEFAULT_DETECTOR:
-                    self._detectors[name] = default_detector(device)
-                else:
-                    params = {p.name for p in default_registry().get("detector", name).params}
-                    kw = {k: v for k, v in (("device", str(device)), ("points", 5)) if k in params}
-                    self._detectors[name] = default_registry().create("detector", name, **kw)
-            return self._detectors[name]
-
     def restorer(self, opts: Options):
-        """A Restorer with ``opts`` around the shared generator and detector (a few kept)."""
-        from ..restore import Restorer
+        """The shared Restorer of ``opts.model`` and the request's :class:`RestoreOptions`."""
+        from ..options import OptionError
 
-        if opts.fidelity is not None and not self.supports_fidelity:
-            raise ServeError(400, "fidelity: this facerestore version's Restorer has no fidelity weight")
-        with self._lock:
-            if opts in self._restorers:
-                self._restorers.move_to_end(opts)
-                return self._restorers[opts]
-            base, det = self.base(opts.model), self.detector(opts.detector)
-            kw = dict(device=base.device, detector=det, name=base.name, batch_size=base.batch_size,
-                      min_face=opts.min_face, max_face=opts.max_face, upscale=opts.upscale)
-            if opts.fidelity is not None:
-                kw["fidelity"] = opts.fidelity
-            r = Restorer(base.generator, base.recipe, **kw)
-            self._restorers[opts] = r
-            while len(self._restorers) > 16:
-                self._restorers.popitem(last=False)
-            return r
+        if opts.detector not in self.detectors:
+            raise ServeError(400, f"unknown detector {opts.detector!r}; known: {', '.join(self.detectors)}")
+        base = self.base(opts.model)
+        fidelity = base.options.fidelity if opts.fidelity is None else opts.fidelity
+        try:
+            return base, base.options.replace(fidelity=fidelity, upscale=opts.upscale, detector=opts.detector,
+                                              min_face=opts.min_face, max_face=opts.max_face,
+                                              max_pixels=self.config.max_pixels)
+        except OptionError as exc:
+            raise ServeError(400, str(exc)) from None
 
     # -- queue ----------------------------------------------------------------------------------
     def submit(self, fn: Callable, *args: Any) -> concurrent.futures.Future:
@@ -221,15 +193,14 @@ class Engine:
 
     def _process(self, data: bytes, filename: str, opts: Options, fmt: str, keep: bool) -> Outcome:
         t0 = time.perf_counter()
+        from ..io import check_output_pixels
+
         img, info = self.decode(data, filename)
         h, w = img.shape[-2:]
-        out_pixels = round(h * opts.upscale) * round(w * opts.upscale)
-        if out_pixels > self.config.max_pixels:
-            raise ServeError(400, f"{filename}: {w}x{h} upscaled by {opts.upscale:g} exceeds the limit of "
-                                  f"{self.config.max_pixels / 1e6:.1f} megapixels")
-        r = self.restorer(opts)
+        r, ropts = self.restorer(opts)
+        check_output_pixels(filename, w, h, ropts.upscale, ropts.max_pixels)
         notes = [f"{info.frames} frames, only the first is restored"] if info.frames > 1 else []
-        res = r.restore_many([img], [self._detect(r, img, notes)])[0]
+        res = r.restore_many([img], [self._detect(r, ropts, img, notes)], ropts)[0]
         encoded, media = self.encode(res.image, info, fmt)
         summary = {"file": filename, "width": w, "height": h, "model": r.name, "faces_found": res.n_found,
                    "faces_restored": res.n_restored, "faces_skipped": res.n_skipped,
@@ -239,13 +210,13 @@ class Engine:
         return Outcome(encoded, media, summary, res.image if keep else None, img if keep else None)
 
     @staticmethod
-    def _detect(r, img: Tensor, notes: list[str]):
+    def _detect(r, ropts, img: Tensor, notes: list[str]):
         """Faces of one photo; a detector failing on an odd image means no faces, as in restore."""
         from ..errors import FaceRestoreError
         from ..interfaces import Detection
 
         try:
-            return r.detector.detect([img])[0]
+            return r.detect([img], ropts)[0]
         except FaceRestoreError:
             raise
         except Exception as exc:  # noqa: BLE001 - e.g. MTCNN on a 1x1 image

@@ -30,7 +30,7 @@ from ..interfaces import AdversarialLoss, DegradationBatch
 from ..landmarks import render_heatmaps, template_landmarks
 from ..recipe import Recipe, resolve_recipe
 from ..registry import Registry
-from ..components import default_registry
+from ..components import build_generator, default_registry
 from . import dist
 from ..data import to_float
 from .data import collate, degrade, open_faces, random_hflip
@@ -100,7 +100,7 @@ class Trainer:
     def _build(self) -> None:
         r, cfg, reg = self.recipe, self.cfg, self.registry
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.G: nn.Module = reg.build("generator", r.generator, "generator")
+        self.G: nn.Module = build_generator(r, reg)
         self.D: nn.Module | None = (reg.build("discriminator", r.discriminator, "discriminator")
                                     if r.discriminator is not None else None)
         self.pipeline = build_pipeline(r.degradation, reg)
@@ -186,9 +186,9 @@ class Trainer:
     def _warm_start(self, init: str) -> None:
         """``train.init``: the generator starts from a bundled model or a checkpoint (EMA weights
         preferred); tensors the recipe added keep their initialisation."""
-        from ..zoo import BUNDLED, bundled_path
+        from ..models import weights_file
 
-        path = bundled_path(init) if init in BUNDLED else pathlib.Path(init)
+        path = weights_file(init)
         fresh = load_matching(self.G, generator_tensors(path), f"train.init {init}")
         new = f"; new: {module_summary(fresh, list(self.G.state_dict()))}" if fresh else ""
         self._echo(f"generator initialised from {path}{new}")
