@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import os
 import pathlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, Optional
 
 from .defaults import DEFAULT_MODEL
@@ -166,3 +166,47 @@ def load(name_or_path: str | os.PathLike[str] = DEFAULT_MODEL, device: str | tor
     if facts is not None and s * lq != facts.size:
         raise FaceRestoreError(f"bundled model {name!r}: its file gives {s * lq} px faces, models.toml says {facts.size}")
     return Model(gen, recipe, name, facts, s, lq, source)
+
+
+def takes_fidelity(generator: nn.Module) -> bool:
+    """A generative model (``jdsr_inpaint``) takes the fidelity: 0 its realistic fill, 1 its faithful one."""
+    import inspect
+
+    return "fidelity" in inspect.signature(generator.forward).parameters
+
+
+def fit_input(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Aligned crops ``(B, 3, h, w)`` resized (bicubic, antialiased when shrinking) to the model's
+    ``size`` x ``size`` input; unchanged when they already are."""
+    import torch.nn.functional as F
+
+    if tuple(x.shape[-2:]) == (size, size):
+        return x
+    big = x.shape[-1] > size or x.shape[-2] > size
+    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False, antialias=big).clamp(0, 1)
+
+
+def run_faces(generator: nn.Module, x: torch.Tensor, fidelity: float = 0.0, tta: bool = False,
+              amp: Optional[Callable[[], Any]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """One pass of ``generator`` over model-sized faces ``x``: ``(sr (B, 3, H, H), occlusion
+    (B, 1, H, H))`` float32 in [0, 1] (zeros for a model without an occlusion estimate).
+    ``tta``: averaged with the pass over the mirrored faces (BasicSR's self-ensemble). ``amp``:
+    a context manager factory (autocast) around the generator call alone."""
+    import contextlib
+
+    import torch.nn.functional as F
+
+    def once(inp: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with amp() if amp is not None else contextlib.nullcontext():
+            out = generator(inp, fidelity=fidelity) if takes_fidelity(generator) else generator(inp)
+        sr = out["sr"].float().clamp(0, 1).contiguous()
+        occ = out.get("noise_map")
+        occ = (sr.new_zeros(sr.shape[0], 1, *sr.shape[-2:]) if occ is None else
+               F.interpolate(occ.float(), size=sr.shape[-2:], mode="bilinear", align_corners=False))
+        return sr, occ.clamp(0, 1)
+
+    sr, occ = once(x)
+    if tta:
+        sr_f, occ_f = once(x.flip(-1))
+        sr, occ = (sr + sr_f.flip(-1)) / 2, (occ + occ_f.flip(-1)) / 2
+    return sr, occ

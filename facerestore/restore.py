@@ -14,7 +14,6 @@ forward pass (``batch_size`` faces at most), paste them back with a feathered ma
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import threading
 from typing import Any, Optional
@@ -27,7 +26,7 @@ from . import align
 from .interfaces import Detection, FaceDetector
 from .device import resolve_device
 from .defaults import DEFAULT_DETECTOR, DEFAULT_MODEL
-from .models import geometry, load
+from .models import fit_input, geometry, load, run_faces, takes_fidelity
 from .options import RestoreOptions
 
 
@@ -110,8 +109,7 @@ class Restorer:
             option_values["detector"] = detector
         #: the defaults of every call that passes no options
         self.options = (options or RestoreOptions()).replace(**option_values)
-        #: a generative model (``jdsr_inpaint``) takes the fidelity too: 0 its realistic fill, 1 its faithful one
-        self.model_has_fidelity = "fidelity" in inspect.signature(self.generator.forward).parameters
+        self.model_has_fidelity = takes_fidelity(self.generator)
         if precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be fp32 or bf16, got {precision!r}")
         self.precision = precision
@@ -175,36 +173,19 @@ class Restorer:
         if batch.dim() != 4 or batch.shape[1] != 3:
             raise ValueError(f"expected (B, 3, h, w) faces, got {tuple(batch.shape)}")
         opts = self._opts(options)
-        x = batch.float()
-        if tuple(x.shape[-2:]) != (self.lq_size, self.lq_size):
-            big = x.shape[-1] > self.lq_size or x.shape[-2] > self.lq_size
-            x = F.interpolate(x, size=(self.lq_size, self.lq_size), mode="bicubic", align_corners=False,
-                              antialias=big).clamp(0, 1)
+        x = fit_input(batch.float(), self.lq_size)
         faces, occs = [], []
         with torch.inference_mode():
             for chunk in x.split(self.batch_size):
                 chunk = chunk.to(self.device)
                 if self.channels_last:
                     chunk = chunk.contiguous(memory_format=torch.channels_last)
-                sr, occ = self._forward(chunk, opts.fidelity)
-                if opts.tta:
-                    sr_f, occ_f = self._forward(chunk.flip(-1), opts.fidelity)
-                    sr, occ = (sr + sr_f.flip(-1)) / 2, (occ + occ_f.flip(-1)) / 2
+                sr, occ = run_faces(self.generator, chunk, opts.fidelity, opts.tta, amp=self._autocast)
                 faces.append(sr)
                 occs.append(occ)
         if not faces:
             return x.new_zeros(0, 3, self.hq_size, self.hq_size), x.new_zeros(0, 1, self.hq_size, self.hq_size)
         return torch.cat(faces).to(batch.device), torch.cat(occs).to(batch.device)
-
-    def _forward(self, chunk: Tensor, fidelity: float) -> tuple[Tensor, Tensor]:
-        """One generator pass: ``(sr (B, 3, H, H), occlusion (B, 1, H, H))`` float32 in [0, 1]."""
-        with self._autocast():
-            out = self.generator(chunk, fidelity=fidelity) if self.model_has_fidelity else self.generator(chunk)
-        sr = out["sr"].float().clamp(0, 1).contiguous()
-        occ = out.get("noise_map")
-        occ = (sr.new_zeros(sr.shape[0], 1, *sr.shape[-2:]) if occ is None else
-               F.interpolate(occ.float(), size=sr.shape[-2:], mode="bilinear", align_corners=False))
-        return sr, occ.clamp(0, 1)
 
     def _autocast(self):
         import contextlib

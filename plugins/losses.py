@@ -203,20 +203,20 @@ class DistillLoss(Loss):
 
     def __init__(self, teacher: str = "masked-any", mirror: bool = True):
         super().__init__()
-        from facerestore.restore import Restorer
+        from facerestore.models import load
 
         with torch.random.fork_rng(devices=[]):  # building it must not move the run's RNG stream
             # in a list, so the teacher is not a submodule: no state_dict, not trained, not moved
-            self._restorer = [Restorer.from_pretrained(teacher, device="cpu", channels_last=False, tta=mirror)]
+            self._teacher = [load(teacher, "cpu")]
         self.teacher, self.mirror = teacher, mirror
 
     def _teach(self, lq: Tensor) -> Tensor:
-        r = self._restorer[0]
-        if r.device != lq.device:
-            self._restorer[0] = r = type(r)(r.generator, r.recipe, device=lq.device, channels_last=False,
-                                           tta=self.mirror)
-        with torch.autocast(lq.device.type, enabled=False):
-            return r.run_model(lq.detach().float())[0].clone()
+        from facerestore.models import fit_input, run_faces
+
+        m = self._teacher[0]
+        gen = m.generator.to(lq.device)
+        with torch.no_grad(), torch.autocast(lq.device.type, enabled=False):
+            return run_faces(gen, fit_input(lq.detach().float(), m.lq_size), tta=self.mirror)[0].clone()
 
     def forward(self, pred: Tensor, target: Tensor | None = None, *, lq: Tensor | None = None,
                 **context: Any) -> Tensor:

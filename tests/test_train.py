@@ -581,13 +581,13 @@ def test_distill_term_trains_against_a_frozen_teacher(reg, tmp_path):
                                                {"type": "distill", "on": "sr", "teacher": teacher, "weight": 1}])
     trainer = make(reg, recipe, tmp_path / "run")
     (term,) = [t for t in trainer.terms if t.name == "distill_sr"]
-    before = {k: v.clone() for k, v in term.module._restorer[0].generator.state_dict().items()}
+    before = {k: v.clone() for k, v in term.module._teacher[0].generator.state_dict().items()}
     result = trainer.run()
     records = [json.loads(r) for r in (tmp_path / "run/log.jsonl").read_text().splitlines()]
     values = [r["losses"]["distill_sr"] for r in records if r["event"] == "train"]
     assert values and all(v > 0 for v in values)
-    after = term.module._restorer[0].generator.state_dict()
+    after = term.module._teacher[0].generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # not trained
     tensors, _ = load_tensors(result.last_checkpoint)
-    assert not any("teacher" in k or "_restorer" in k for k in tensors)
+    assert not any("teacher" in k for k in tensors)
     assert {k.split(".")[0] for k in tensors} >= {"generator", "ema"}
