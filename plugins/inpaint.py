@@ -158,19 +158,21 @@ class InpaintAnyScale(JDSRAnyScale):
     ``inpaint_refine``: width of its full-resolution refinement. ``freeze_base``: the ``jdsr_any``
     part is not trained (and runs without autograd): a release that continues from ``masked-any``
     trains only the new branch. ``fidelity`` (0 realistic .. 1 faithful) scales the branch's
-    residual at inference; the refined occlusion map does not depend on it.
+    residual at inference; the refined occlusion map does not depend on it. ``gate``: the residual
+    applies only where the refined occlusion map says the face is hidden, so the visible face stays
+    the faithful one (its identity) and the synthesis is confined to the mask.
     """
 
     def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
                  identity_channels: int = 32, fusion_channels: int = 48, fusion_blocks: int = 3,
                  refine_channels: int = 0, half_channels: int = 32, half_blocks: int = 0,
                  inpaint_channels: int = 64, inpaint_blocks: int = 6, inpaint_refine: int = 32,
-                 freeze_base: bool = False):
+                 freeze_base: bool = False, gate: bool = False):
         super().__init__(denoiser, upsampler, identity_channels, fusion_channels, fusion_blocks,
                          refine_channels, half_channels, half_blocks)
         if inpaint_channels < 2 or inpaint_blocks < 0 or inpaint_refine < 1:
             raise ValueError("inpaint_channels >= 2, inpaint_blocks >= 0, inpaint_refine >= 1")
-        self.freeze_base = bool(freeze_base)
+        self.freeze_base, self.gate = bool(freeze_base), bool(gate)
         base = list(self.parameters())
         self.inpaint = InpaintBranch(inpaint_channels, inpaint_blocks, inpaint_refine)
         if self.freeze_base:
@@ -201,7 +203,8 @@ class InpaintAnyScale(JDSRAnyScale):
         occ_logit = torch.logit(occ.float().clamp(1e-4, 1 - 1e-4)).to(y.dtype)
         out["noise_map"] = torch.sigmoid(occ_logit + y[:, 3:])
         out["faithful"], out["delta"] = faithful, delta
-        out["sr"] = clamp01(faithful + (1.0 - w) * delta)
+        where = out["noise_map"].to(delta.dtype) if self.gate else 1.0
+        out["sr"] = clamp01(faithful + (1.0 - w) * where * delta)
         return out
 
 
