@@ -122,3 +122,21 @@ def test_average_into_refuses_other_shapes_and_names():
         average_into(nn.Linear(2, 2), [nn.Linear(2, 3)], "t")
     with pytest.raises(CheckpointError, match="model 3 differs"):
         average_into(nn.Linear(2, 2), [nn.Linear(2, 2), nn.Linear(2, 2, bias=False)], "t")
+
+
+def test_export_set_changes_the_recipe_not_the_weights(tmp_path):
+    """``--set generator.gate=true`` ships the same weights with a setting the recipe now carries;
+    a change that alters the parameters is refused."""
+    src = tiny_inpaint_checkpoint(tmp_path / "src.safetensors")
+    out = tmp_path / "gated.safetensors"
+    res = CliRunner().invoke(app, ["export", "-m", src, "--safetensors", str(out), "--set", "generator.gate=true"])
+    assert res.exit_code == 0, res.output
+    a, b = load(src), load(str(out))
+    assert b.recipe.generator["gate"] is True and not a.recipe.generator.get("gate", False)
+    assert all(torch.equal(v, b.generator.state_dict()[k]) for k, v in a.generator.state_dict().items())
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert not torch.allclose(a.generator(x)["sr"], b.generator(x)["sr"])  # the setting took effect
+    res = CliRunner().invoke(app, ["export", "-m", src, "--safetensors", str(tmp_path / "x.safetensors"),
+                                   "--set", "generator.inpaint_channels=16"])
+    assert res.exit_code == 2 and "Traceback" not in res.output

@@ -103,6 +103,9 @@ def register(app: typer.Typer) -> None:
             "optimiser or discriminator state): what restore/eval need, a fraction of a training checkpoint."),
         half: bool = typer.Option(False, "--half", help="With --safetensors: store weights as float16 "
                                   "(half the size; loaded back as float32)."),
+        set_: Optional[List[str]] = typer.Option(None, "--set", help="Change the model's recipe without changing "
+                                                 "its weights (KEY.PATH=VALUE, e.g. generator.gate=true); refused if "
+                                                 "the weights no longer fit. Repeatable."),
     ) -> None:
         """Export a model's face restoration (aligned LQ faces -> `sr`) to ONNX and/or torch.export."""
         from ..errors import FaceRestoreError
@@ -117,6 +120,9 @@ def register(app: typer.Typer) -> None:
 
             average_into(generator, same_models(recipe, models), "export --model")
             typer.echo(f"averaged the weights of {len(models)} models")
+        if set_:
+            generator, recipe = with_recipe_changes(generator, recipe, set_)
+            typer.echo(f"recipe changed: {', '.join(set_)}")
         if safetensors is not None:
             export_safetensors(generator, recipe, models, safetensors, half)
             typer.echo(f"wrote {safetensors} ({safetensors.stat().st_size / 1e6:.2f} MB"
@@ -152,6 +158,24 @@ def same_models(recipe, models: list[str]):
             raise FaceRestoreError(f"{m}: model {i}'s recipe (generator, scale, face size) differs from "
                                    f"model 1's ({models[0]}): their weights cannot be averaged")
         yield other.generator
+
+
+def with_recipe_changes(generator, recipe, changes: list[str]):
+    """The same weights in the generator of ``recipe`` with ``changes`` applied (settings that do
+    not change the parameters, such as ``generator.gate``); a change that does is refused."""
+    import json
+
+    from ..checkpoint import load_state_strict
+    from ..components import build_generator
+    from ..errors import FaceRestoreError
+    from ..recipe import load_recipe
+
+    if recipe is None:
+        raise FaceRestoreError("--set: a weight-free model has no recipe to change")
+    changed = load_recipe(json.loads(recipe.to_json()), list(changes))
+    rebuilt = build_generator(changed)
+    load_state_strict(rebuilt, generator.state_dict(), "export --set")
+    return rebuilt.eval(), changed
 
 
 def export_safetensors(generator, recipe, sources: str | list[str], path: pathlib.Path, half: bool) -> None:
