@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from facerestore import evaluate as E
+    from facerestore.eval_models import adaptive_model
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     skip = [s for s in args.skip.split(",") if s]
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = [cache.key(name, spec, prec, val, args) for spec, prec in specs]
         todo = [(spec, prec) for (spec, prec), k in zip(specs, keys) if k not in cache]
         if todo:
-            models = [E.adaptive_model(spec, data.hq_size, precision=prec.split("+")[0], tta=prec.endswith("+tta"))
+            models = [adaptive_model(spec, data.hq_size, precision=prec.split("+")[0], tta=prec.endswith("+tta"))
                       for spec, prec in todo]
             report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
             for (spec, prec), m in zip(todo, report.models):

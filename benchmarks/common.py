@@ -77,6 +77,7 @@ def score_r4(ckpts: list[pathlib.Path], val: str, limit: int | None) -> tuple[in
     import torch
 
     from facerestore import evaluate as E
+    from facerestore.eval_models import adaptive_model
 
     keys = [{"sha256": hashlib.sha256(c.read_bytes()).hexdigest(), "val": val, "limit": limit} for c in ckpts]
     cached = [_cached(c, k) for c, k in zip(ckpts, keys)]
@@ -84,7 +85,7 @@ def score_r4(ckpts: list[pathlib.Path], val: str, limit: int | None) -> tuple[in
     if todo:
         torch.set_num_threads(min(2, torch.get_num_threads()))
         data = protocol("r4").degrade(val, seed=0, limit=limit)
-        models = [E.adaptive_model(str(ckpts[i]), data.hq_size) for i in todo]
+        models = [adaptive_model(str(ckpts[i]), data.hq_size) for i in todo]
         report = E.evaluate(models, data, "cpu", batch_size=16, skip=["landmarks", "speed", "identity"],
                             grid_faces=0)
         for i, m in zip(todo, report.models):

@@ -8,7 +8,7 @@ transform was measured), the first ``--per-identity`` files (sorted) of the firs
 * ``plain``: the aligned crop resized to 150x150 (``dlib_resnet`` with ``framing="chip"``);
 * ``template``: the fixed template->chip warp (``dlib_resnet``, default ``framing="template"``);
 * ``dlib chip``: dlib's own chip of the same crop (HOG detector, 5-point predictor,
-  ``get_face_chip_details(150, 0.25)``), exactly as ``facerestore.metrics.IdentityMetric`` cuts it;
+  ``get_face_chip_details(150, 0.25)``), exactly as ``facerestore.network_metrics.IdentityMetric`` cuts it;
 * ``dlib chip, photo``: dlib's chip of the original 178x218 photo (upsample 1), as a reference.
 
 Per framing: mean (std) Euclidean distance of same-person and different-person pairs, dlib's
@@ -82,7 +82,7 @@ def main() -> int:
     if not root.is_dir():
         print(f"needs {root} (the shared data folder)", file=sys.stderr)
         return 2
-    from facerestore.metrics import IdentityMetric
+    from facerestore.network_metrics import IdentityMetric
     from facerestore.pretrained.parity import dlib_chips
     from facerestore.components import create
 

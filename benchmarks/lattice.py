@@ -31,11 +31,11 @@ def grid_levels(x, occ, period: int) -> float:
 def score(spec: str, data, period: int, batch: int = 16) -> dict[str, float]:
     import torch
 
-    from facerestore import evaluate as E
+    from facerestore.eval_models import adaptive_model
     from facerestore.pixels import quantize
     from facerestore.metrics import masked_psnr, nan_mean
 
-    model = E.adaptive_model(spec, data.hq_size)
+    model = adaptive_model(spec, data.hq_size)
     with torch.no_grad():
         sr = torch.cat([quantize(model.restore(data.lq[i:i + batch])) for i in range(0, len(data), batch)])
     occ = data.occlusion_hq

@@ -50,9 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(ROOT)
     import torch
 
-    from facerestore import evaluate as E
+    from facerestore.eval_models import adaptive_model
     from facerestore.pixels import quantize
-    from facerestore.metrics import IdentityMetric
+    from facerestore.network_metrics import IdentityMetric
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     args.val = args.val or protocol("r1 clean").faces
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         data = protocol(name).degrade(args.val, seed=args.seed, limit=args.limit)
         assert data.stems == clean.stems
         for spec in ["bicubic", *args.model]:
-            model = E.adaptive_model(spec, data.hq_size)
+            model = adaptive_model(spec, data.hq_size)
             with torch.inference_mode():
                 out = torch.cat([quantize(model.restore(data.lq[s:s + 16]).float())
                                  for s in range(0, len(data), 16)])

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from .registry import Entry, Factory, Registry
+from .registry import Factory, Registry
 
 _DEFAULT: Optional[Registry] = None
 
@@ -37,11 +37,6 @@ def reset_default_registry() -> None:
 def create(kind: str, name: str, /, **params: Any) -> Any:
     """Build a registered component by kind and name: ``create("attention", "se", channels=64)``."""
     return default_registry().create(kind, name, **params)
-
-
-def list_components(kind: str | None = None) -> list[Entry]:
-    """Registered components, optionally of one kind, sorted by kind then name."""
-    return default_registry().entries(kind)
 
 
 def resolve(value: Any, kind: str, registry: Optional[Registry] = None) -> Any:

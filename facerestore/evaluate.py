@@ -1,4 +1,5 @@
 """Evaluate restoration models on one paired set: metrics, Markdown/JSON reports, comparison grid.
+What is scored: the set (:mod:`facerestore.eval_sets`) and the models (:mod:`facerestore.eval_models`).
 
 Every model sees the same faces in the same order; batches are the outer loop and models the
 inner one, so target-side work (identity descriptors, target landmarks) is done once per face.
@@ -16,18 +17,22 @@ import math
 import os
 import pathlib
 import platform
-import sys
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from . import metrics as M
+from . import network_metrics as NM
 from .pixels import quantize, to_uint8
 from .errors import FaceRestoreError
+
+if TYPE_CHECKING:
+    from .eval_models import EvalModel
+    from .eval_sets import PairedSet
 
 #: optional metric groups (pixel metrics are always computed)
 OPTIONAL_GROUPS = ("lpips", "fd", "identity", "landmarks", "speed")
@@ -49,185 +54,6 @@ METRICS: dict[str, tuple[str, str, bool, str]] = {
     "landmark_nme": ("NME %", "68-point landmark NME (dlib), normalised by inter-ocular distance, in % (lower is better)", False, "{:.2f}"),
     "faces_per_s": ("faces/s", "restored faces per second, batch 16, after warm-up", True, "{:.1f}"),
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Data
-# --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class PairedSet:
-    """Degraded inputs and their targets, in memory (``N`` faces)."""
-
-    stems: list[str]
-    lq: Tensor            # (N, 3, h, w)
-    hq: Tensor            # (N, 3, H, W)
-    occlusion_hq: Optional[Tensor] = None  # (N, 1, H, W) 1 = covered, or None
-    description: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.stems)
-
-    @property
-    def lq_size(self) -> int:
-        return int(self.lq.shape[-1])
-
-    @property
-    def hq_size(self) -> int:
-        return int(self.hq.shape[-1])
-
-    def limit(self, n: Optional[int]) -> "PairedSet":
-        if not n or n >= len(self):
-            return self
-        return PairedSet(self.stems[:n], self.lq[:n], self.hq[:n],
-                         None if self.occlusion_hq is None else self.occlusion_hq[:n],
-                         {**self.description, "limit": n})
-
-
-def load_paired_dir(root: str | os.PathLike[str], limit: Optional[int] = None) -> PairedSet:
-    """A paired set on disk (``facerestore degrade``'s format, read by the one reader,
-    :func:`facerestore.degrade.load_paired_set`) as the scoring view."""
-    from .degrade import load_paired_set
-
-    ps = load_paired_set(root, limit=limit)
-    desc: dict[str, Any] = {"path": str(root), "count": len(ps),
-                            "manifest": {k: ps.manifest[k] for k in _MANIFEST_KEYS if k in ps.manifest}}
-    if ps.manifest.get("skipped_unreadable"):
-        desc["skipped_unreadable"] = ps.manifest["skipped_unreadable"]
-    return PairedSet(list(ps.stems), ps.lq, ps.hq, ps.occlusion_hq, desc)
-
-
-_MANIFEST_KEYS = ("source", "recipe", "seed", "count", "degradation", "hq_size", "lq_size", "scale", "command")
-
-
-def degrade_faces(faces_dir: str | os.PathLike[str], recipe, seed: int, limit: Optional[int] = None,
-                  device: torch.device | str = "cpu", batch_size: int = 32) -> PairedSet:
-    """Degrade a folder of faces on the fly with a recipe's ``[[degradation]]`` pipeline.
-
-    Faces are read by :class:`facerestore.data.FaceFolder` (sorted, centre square crop, resized to
-    the recipe's ``hq_size``) and degraded by :mod:`facerestore.degrade` in batches of
-    ``batch_size`` with one generator seeded ``seed`` on the CPU: the pairs a seed gives depend on
-    the batch size, as for ``facerestore degrade``.
-    """
-    from . import degrade as D
-    from .data import FaceFolder, to_float
-
-    if not pathlib.Path(faces_dir).is_dir():
-        raise FaceRestoreError(f"face folder not found: {faces_dir}")
-    ds = FaceFolder([str(faces_dir)], recipe.hq_size, limit=limit)
-    pipeline = D.build_pipeline(recipe.degradation)
-    gen = D.make_generator(seed, "cpu")
-    lq, hq, occ, stems = [], [], [], []
-    with torch.no_grad():
-        for start in range(0, len(ds), batch_size):
-            items = [ds[i] for i in range(start, min(start + batch_size, len(ds)))]
-            items = [it for k, it in enumerate(items) if it["index"] == start + k]  # unreadable: skipped
-            if not items:
-                continue
-            batch = D.degrade_batch(to_float(torch.stack([it["hq"] for it in items])), pipeline, gen, None)
-            lq.append(batch.lq)
-            hq.append(batch.hq)
-            occ.append(batch.occlusion_hq)
-            stems += [pathlib.Path(ds.files[it["index"]]).stem for it in items]
-    desc = {"path": str(faces_dir), "recipe": getattr(recipe, "source", "") or recipe.name, "seed": seed,
-            "degradation": recipe.degradation, "on_the_fly": True, "batch_size": batch_size}
-    return _paired_from({"lq": torch.cat(lq), "hq": torch.cat(hq), "occlusion_hq": torch.cat(occ),
-                         "stems": stems}, desc)
-
-
-def _paired_from(obj: Any, desc: dict[str, Any]) -> PairedSet:
-    """Accept the degrade module's in-memory result (a PairedSet-like object or a dict)."""
-    if isinstance(obj, PairedSet):
-        return obj
-    get = (lambda k: obj.get(k)) if isinstance(obj, dict) else (lambda k: getattr(obj, k, None))
-    lq, hq = get("lq"), get("hq")
-    occ = get("occlusion_hq")
-    if occ is None:
-        occ = get("occlusion")
-    if occ is not None and occ.shape[-2:] != hq.shape[-2:]:
-        occ = F.interpolate(occ.float(), size=hq.shape[-2:], mode="bilinear", align_corners=False)
-    stems = list(get("stems") or get("names") or [f"{i:06d}" for i in range(len(lq))])
-    q = lambda t: None if t is None else quantize(t.cpu())  # noqa: E731
-    return PairedSet(stems, q(lq), q(hq), None if occ is None else occ.detach().float().cpu().clamp(0, 1),
-                     {**desc, "count": len(stems)})
-
-
-# --------------------------------------------------------------------------------------------
-# Models
-# --------------------------------------------------------------------------------------------
-@dataclasses.dataclass
-class EvalModel:
-    """A restorer under test: ``restore(lq) -> sr`` with ``lq`` on the evaluation device."""
-
-    name: str
-    restore: Callable[[Tensor], Tensor]
-    source: str = ""
-    module: Optional[nn.Module] = None
-    scale: int = 4
-    #: resizes any input to its own input size and its output to the target's, as `restore`
-    #: does; such a model can be scored on a set of any geometry
-    adaptive: bool = False
-
-    @property
-    def params(self) -> int:
-        return 0 if self.module is None else sum(p.numel() for p in self.module.parameters())
-
-
-def _generator_model(name: str, gen: nn.Module, source: str) -> EvalModel:
-    def restore(lq: Tensor) -> Tensor:
-        out = gen(lq)
-        return out["sr"] if isinstance(out, dict) else out
-
-    return EvalModel(name, restore, source, gen, int(getattr(gen, "scale", 4)))
-
-
-def adaptive_model(spec: str, hq_size: int, device: torch.device | str = "cpu", precision: str = "fp32",
-                   tta: bool = False, fidelity: float = 0.0) -> EvalModel:
-    """A model scored on inputs of any size the way ``restore`` uses it: the input is resized to
-    the model's input size (:meth:`facerestore.restore.Restorer.run_model`), the output to the
-    target size; ``tta``: mirrored self-ensemble; ``fidelity``: passed to a generative model
-    (0 realistic, 1 faithful). ``bicubic`` is the input itself, resized."""
-    if spec == "bicubic":
-        def resize(lq: Tensor) -> Tensor:
-            if lq.shape[-1] == hq_size:
-                return lq
-            return F.interpolate(lq, size=(hq_size, hq_size), mode="bicubic", align_corners=False,
-                                 antialias=lq.shape[-1] > hq_size).clamp(0, 1)
-
-        return EvalModel("input (bicubic)", resize, "the input, bicubic-resized to the target size", None, 1, True)
-    from .restore import Restorer
-
-    r = Restorer.from_pretrained(spec, device=device, channels_last=False, precision=precision, tta=tta,
-                                 fidelity=fidelity)
-    fid = f"fidelity {fidelity:g}" if fidelity and r.model_has_fidelity else ""
-    variant = ", ".join(v for v in (precision if precision != "fp32" else "", "tta" if tta else "", fid) if v)
-    name = _display_name(spec) + (f" ({variant})" if variant else "")
-    base = _generator_model(name, r.generator, f"{spec} through Restorer.run_model, {precision}"
-                            + (", mirrored self-ensemble" if tta else ""))
-
-    def restore(lq: Tensor) -> Tensor:
-        return r.run_model(lq)[0]
-
-    return dataclasses.replace(base, restore=restore, adaptive=True)
-
-
-def _display_name(spec: str) -> str:
-    path = pathlib.Path(spec)
-    if path.suffix.lower() != ".safetensors":
-        return spec
-    generic = path.stem in ("model", "final", "last", "best", "ema", "latest", "generator") or path.stem.startswith("ckpt_")
-    if generic and path.parent.name:  # runs/<recipe>/ckpt_00004000.safetensors -> "<recipe>"
-        return path.parent.name if path.stem.startswith("ckpt_") or path.stem == "last" else f"{path.parent.name}/{path.stem}"
-    return path.stem
-
-
-def eval_model(spec: str, device: torch.device | str = "cpu", scale: int = 4) -> EvalModel:
-    """``bicubic``, a bundled model name or a checkpoint file (:func:`facerestore.models.load`,
-    the same names ``restore`` takes) as an evaluated model. ``scale`` is used by ``bicubic`` only
-    (the data's HQ/LQ ratio)."""
-    from .models import load
-
-    m = load(spec, device, scale=scale)
-    return _generator_model(_display_name(spec), m.generator, m.source)
 
 
 # --------------------------------------------------------------------------------------------
@@ -311,14 +137,14 @@ class _MetricNets:
     def __init__(self, device: torch.device, skip: Sequence[str], log: Callable[[str], None]):
         self.unavailable: dict[str, str] = {}
         self.lpips = self.identity = self.landmarks = self.fd = None
-        for group, cls in (("lpips", M.LPIPSMetric), ("fd", M.VGGFeatureMetric), ("identity", M.IdentityMetric),
-                           ("landmarks", M.LandmarkMetric)):
+        for group, cls in (("lpips", NM.LPIPSMetric), ("fd", NM.VGGFeatureMetric), ("identity", NM.IdentityMetric),
+                           ("landmarks", NM.LandmarkMetric)):
             if group in skip:
                 self.unavailable[group] = "skipped (--skip)"
                 continue
             try:
                 setattr(self, group, cls(device))
-            except M.MetricUnavailable as exc:
+            except NM.MetricUnavailable as exc:
                 self.unavailable[group] = str(exc)
                 log(f"note: {group} not computed: {exc}")
 
@@ -422,7 +248,7 @@ def evaluate(models: Sequence[EvalModel], data: PairedSet, device: torch.device 
         for key, chunks in per[m.name].items():
             res.values[key], res.counts[key] = M.nan_mean(torch.cat(chunks))
         if feats is not None and n >= 2:
-            res.values["fd_vgg16"], res.counts["fd_vgg16"] = M.frechet_distance(torch.cat(feats), torch.cat(real_feats)), n
+            res.values["fd_vgg16"], res.counts["fd_vgg16"] = NM.frechet_distance(torch.cat(feats), torch.cat(real_feats)), n
         if "speed" not in skip:
             if m.module is not None and device.type != "mps":
                 m.module.to(memory_format=torch.channels_last)
@@ -473,7 +299,3 @@ def write_json(report: EvalReport, path: str | os.PathLike[str]) -> None:
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report.to_json(), indent=2) + "\n")
-
-
-def command_line() -> str:
-    return " ".join(["facerestore" if i == 0 else a for i, a in enumerate(sys.argv)])

@@ -77,10 +77,10 @@ def _from_numpy(image: np.ndarray) -> tuple[Tensor, Any]:
 def _from_pil(image: Any) -> tuple[Tensor, Any]:
     from PIL import Image
 
-    from .io import _convert
+    from .image_decode import pil_to_tensor
     from .pixels import to_hwc_uint8  # (H, W, C) numpy, what PIL takes
 
-    t, info = _convert(image, "<image>", image.format, 1, 8)
+    t, info = pil_to_tensor(image, "<image>", image.format, 1, 8)
 
     def back(out: Tensor):
         pil = Image.fromarray(to_hwc_uint8(out))

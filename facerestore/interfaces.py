@@ -248,7 +248,7 @@ class Loss(nn.Module, ABC):
     """A training objective: ``(pred, target, **context) -> scalar tensor`` (unweighted).
 
     ``pred``/``target`` are the generator output and batch tensor the recipe names (see
-    ``facerestore.recipe.LossSpec``). ``context`` may carry ``occlusion`` (B, 1, h, w),
+    ``facerestore.recipe_config.LossSpec``). ``context`` may carry ``occlusion`` (B, 1, h, w),
     ``landmarks``, ``lq`` (the generator's input) and, for adversarial losses,
     ``discriminator``. The weight is applied by the trainer, not the loss. A loss is zero (or
     minimal) when ``pred == target``.

@@ -1,9 +1,10 @@
 """Reading and writing photos for every command: one place that knows about odd files.
 
 ``read_image`` turns anything Pillow can open into a ``(3, H, W)`` float RGB tensor in [0, 1]
-and an :class:`ImageInfo` that remembers what to give back on write (alpha, grayscale, bit
-depth). Whatever goes wrong with a file (missing, empty, truncated, not an image, too many
-pixels, no permission) becomes an :class:`~facerestore.errors.InputImageError` whose one-line
+and an :class:`~facerestore.image_decode.ImageInfo` that remembers what to give back on write
+(alpha, grayscale, bit depth; Pillow's modes are converted by :mod:`facerestore.image_decode`).
+Whatever goes wrong with a file (missing, empty, truncated, not an image, too many pixels, no
+permission) becomes an :class:`~facerestore.errors.InputImageError` whose one-line
 message names the file, so a command can report it and carry on with the next input.
 
 Handling of unusual inputs (also the table in ``docs/restore.md``):
@@ -39,6 +40,7 @@ import torch
 from torch import Tensor
 
 from .errors import InputImageError
+from .image_decode import ImageInfo, pil_to_tensor, source_bits
 from .pixels import to_hwc_uint8
 
 #: Pillow's own default (about 89.5 megapixels, a 0.25 GB RGB bitmap): enough for any camera,
@@ -47,25 +49,6 @@ DEFAULT_MAX_PIXELS = 89_478_485
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 #: formats whose output keeps the input's extension; anything else is written as PNG
 WRITABLE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
-
-
-@dataclasses.dataclass
-class ImageInfo:
-    """What ``read_image`` learned about a file, enough to write a result in the same spirit."""
-
-    path: Optional[str] = None
-    format: Optional[str] = None
-    #: Pillow mode of the file before conversion (``RGB``, ``RGBA``, ``L``, ``I;16``, ``CMYK``...)
-    mode: str = "RGB"
-    #: bit depth per channel of the file (8 or 16)
-    bits: int = 8
-    grayscale: bool = False
-    #: (1, H, W) float alpha in [0, 1], or None
-    alpha: Optional[Tensor] = None
-    #: EXIF orientation that was applied (1 = none)
-    orientation: int = 1
-    frames: int = 1
-    icc_profile: Optional[bytes] = None
 
 
 def max_pixels_default() -> int:
@@ -149,9 +132,9 @@ def read_image(path: str | os.PathLike[str], max_pixels: int | None = None) -> t
                 if frames > 1:
                     img.seek(0)
                 fmt = img.format
-                bits = _source_bits(img)
+                bits = source_bits(img)
                 img.load()
-                return _convert(img, shown, fmt, frames, bits)
+                return pil_to_tensor(img, shown, fmt, frames, bits)
     except InputImageError:
         raise
     except Image.DecompressionBombError:  # Pillow's own check fired first (over twice its limit)
@@ -184,89 +167,6 @@ def _header_size(path: pathlib.Path) -> tuple[int, int]:
             return img.size
     finally:
         Image.MAX_IMAGE_PIXELS = saved
-
-
-def _source_bits(img) -> int:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        return 16
-    if img.format == "PNG":
-        try:  # IHDR bit depth: 16-bit RGB(A) PNGs are decoded as 8-bit by Pillow
-            fp = img.fp
-            pos = fp.tell()
-            fp.seek(24)
-            depth = fp.read(1)
-            fp.seek(pos)
-            if depth and depth[0] == 16:
-                return 16
-        except Exception:  # noqa: BLE001 - only informative
-            pass
-    return 8
-
-
-def _convert(img, shown: str, fmt: Optional[str], frames: int, bits: int) -> tuple[Tensor, ImageInfo]:
-    from PIL import ImageOps
-
-    orientation = 1
-    try:
-        orientation = int(img.getexif().get(0x0112, 1) or 1)
-    except Exception:  # noqa: BLE001 - broken EXIF: keep the pixels as stored
-        orientation = 1
-    if orientation != 1:
-        try:
-            img = ImageOps.exif_transpose(img)
-        except Exception:  # noqa: BLE001
-            orientation = 1
-    mode = img.mode
-    icc = img.info.get("icc_profile")
-    info = ImageInfo(path=shown, format=fmt, mode=mode, bits=bits, orientation=orientation, frames=frames,
-                     icc_profile=icc if mode != "CMYK" else None)
-    alpha: Optional[np.ndarray] = None
-
-    if mode == "P" or mode == "PA":
-        img = img.convert("RGBA" if ("transparency" in img.info or mode == "PA") else "RGB")
-        mode = img.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        arr = np.asarray(img).astype(np.float32)
-        arr = np.clip(arr, 0, 1) if mode == "F" else np.clip(arr, 0, 65535) / 65535.0
-        rgb = np.repeat(arr[..., None], 3, axis=2)
-        info.grayscale = True
-    elif mode in ("1", "L", "LA", "La"):
-        if mode in ("LA", "La"):
-            la = np.asarray(img.convert("LA"))
-            gray, alpha = la[..., 0], la[..., 1]
-        else:
-            gray = np.asarray(img.convert("L"))
-        rgb = np.repeat(gray[..., None], 3, axis=2).astype(np.float32) / 255.0
-        info.grayscale = True
-    elif mode == "CMYK":
-        rgb = np.asarray(_cmyk_to_rgb(img)).astype(np.float32) / 255.0
-    else:
-        if mode in ("RGBA", "RGBa") or "A" in mode:
-            rgba = np.asarray(img.convert("RGBA"))
-            rgb, alpha = rgba[..., :3].astype(np.float32) / 255.0, rgba[..., 3]
-        else:
-            rgb = np.asarray(img.convert("RGB")).astype(np.float32) / 255.0
-    if alpha is not None:
-        a = torch.from_numpy(np.ascontiguousarray(alpha)).float().div_(255.0).unsqueeze(0)
-        info.alpha = None if bool((a >= 1).all()) else a
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))).float()
-    return tensor, info
-
-
-def _cmyk_to_rgb(img):
-    icc = img.info.get("icc_profile")
-    if icc:
-        try:
-            import io as _io
-
-            from PIL import ImageCms
-
-            src = ImageCms.ImageCmsProfile(_io.BytesIO(icc))
-            dst = ImageCms.createProfile("sRGB")
-            return ImageCms.profileToProfile(img, src, dst, outputMode="RGB")
-        except Exception:  # noqa: BLE001 - a broken profile: fall back to the naive conversion
-            pass
-    return img.convert("RGB")
 
 
 #: ITU-R BT.601 luma weights: the one rule for the grey of a colour image

@@ -16,7 +16,7 @@ in ``benchmarks/protocols/``)::
 Relative paths (``faces``, a step's ``folder``) are relative to the protocol file, as in a recipe.
 No ``[[degradation]]`` at all is a protocol too: the faces as they are, with no occlusion (a sharp
 face a model should give back unchanged). Faces are degraded by
-:func:`facerestore.evaluate.degrade_faces`: in batches of 32 with one generator seeded ``seed`` on
+:func:`facerestore.eval_sets.degrade_faces`: in batches of 32 with one generator seeded ``seed`` on
 the CPU, so a protocol, a face folder and a seed give the same pairs on any machine.
 """
 
@@ -48,9 +48,9 @@ class Protocol:
 
     def degrade(self, faces: str | os.PathLike[str] | None = None, *, seed: Optional[int] = None,
                 limit: Optional[int] = None, device: Any = "cpu"):
-        """The :class:`facerestore.evaluate.PairedSet` of ``faces`` (default: the protocol's own)
+        """The :class:`facerestore.eval_sets.PairedSet` of ``faces`` (default: the protocol's own)
         degraded by this protocol with ``seed`` (default: the protocol's)."""
-        from .evaluate import degrade_faces
+        from .eval_sets import degrade_faces
 
         folder = faces if faces is not None else self.faces
         if not folder:

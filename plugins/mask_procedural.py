@@ -16,7 +16,7 @@ from torch import Tensor
 from facerestore.errors import RecipeError
 from facerestore.interfaces import Degradation, DegradationBatch
 
-from .degradations import Range, bernoulli, check_prob
+from .degradation_random import Range, bernoulli, check_prob
 from .mask_placement import Placement, composite, map_grid
 
 

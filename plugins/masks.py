@@ -20,7 +20,7 @@ import torch
 
 from facerestore.interfaces import Degradation, DegradationBatch
 
-from .degradations import Range, bernoulli, check_prob
+from .degradation_random import Range, bernoulli, check_prob
 from .mask_placement import Placement, composite
 from .mask_procedural import PROCEDURAL_TYPES, ProceduralMask
 from .mask_templates import TemplateMask

@@ -330,7 +330,7 @@ def test_downscale_matrices_are_interpolate(mode):
 def test_blur_matrices_are_a_reflect_padded_gaussian_convolution():
     import math
 
-    from facerestore_plugins.degradations import _filter_per_sample
+    from facerestore_plugins.degradation_resample import _filter_per_sample
 
     hq = faces(3)
     out = run([{"type": "gaussian_blur", "sigma": [0.5, 2.0]}], hq, seed=4)

@@ -74,7 +74,7 @@ def test_aligned_landmarks_batched(face_crop):
 
 
 # ---------------------------------------------------------------------------------------------
-# "masked": MTCNN driven for masked faces (plugins/detectors.py, docs/detection.md)
+# "masked": MTCNN driven for masked faces (plugins/detectors.py, plugins/detector_cascade.py, docs/detection.md)
 # ---------------------------------------------------------------------------------------------
 #: the astronaut's five landmarks in ``face_crop`` as MTCNN finds them (measured once)
 ASTRONAUT_FIVE = torch.tensor([[74.8, 71.9], [116.4, 73.3], [94.3, 100.0], [70.9, 110.3], [115.3, 111.8]])
@@ -219,7 +219,7 @@ def test_own_mtcnn_networks_match_facenet_pytorch():
 
 def test_roi_align_and_nms_match_torchvision():
     tv = pytest.importorskip("torchvision.ops")
-    from facerestore_plugins.detectors import _nms, _roi_align
+    from facerestore_plugins.detector_cascade import nms, roi_align
 
     g = torch.Generator().manual_seed(0)
     img = torch.rand(1, 3, 41, 57, generator=g) * 255
@@ -227,10 +227,10 @@ def test_roi_align_and_nms_match_torchvision():
     rois = torch.cat([xy, xy + 3 + torch.rand(40, 2, generator=g) * 40], 1)
     ref = tv.roi_align(img, torch.cat([torch.zeros(40, 1), rois], 1), output_size=(24, 24), sampling_ratio=2,
                        aligned=True)
-    torch.testing.assert_close(_roi_align(img, rois, 24), ref, rtol=0, atol=5e-3)  # of 255: float rounding
+    torch.testing.assert_close(roi_align(img, rois, 24), ref, rtol=0, atol=5e-3)  # of 255: float rounding
     scores = torch.rand(40, generator=g)
-    assert torch.equal(_nms(rois, scores, 0.5), tv.nms(rois, scores, 0.5))
-    assert len(_nms(rois[:0], scores[:0], 0.5)) == 0
+    assert torch.equal(nms(rois, scores, 0.5), tv.nms(rois, scores, 0.5))
+    assert len(nms(rois[:0], scores[:0], 0.5)) == 0
 
 
 def test_masked_detector_does_not_import_torchvision_or_facenet():

@@ -14,7 +14,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from facerestore import evaluate as E
+from facerestore.eval_models import EvalModel
+from facerestore.eval_sets import PairedSet, load_paired_dir
 from facerestore import metrics as M
+from facerestore import network_metrics as NM
 from facerestore.cli import app
 
 SKIP_NETS = ["--skip", "lpips,identity,landmarks"]
@@ -69,7 +72,7 @@ def _run(args: list[str]):
 
 
 def test_load_paired_dir(paired):
-    data = E.load_paired_dir(paired)
+    data = load_paired_dir(paired)
     assert len(data) == 5 and data.lq_size == 32 and data.hq_size == 128
     assert data.occlusion_hq.shape == (5, 1, 128, 128)
     assert data.description["manifest"]["seed"] == 0
@@ -137,8 +140,8 @@ def test_eval_two_models_and_checkpoint(paired, tmp_path):
     assert a["name"] == "bicubic" and b["name"] == "tiny_sr" and "checkpoint" in b["source"]
     assert b["params"] == sum(p.numel() for p in gen.parameters())
     assert report["data"]["count"] == 4
-    direct = E.evaluate([E.EvalModel("direct", lambda x: gen(x)["sr"], "", gen)],
-                        E.load_paired_dir(paired, limit=4), skip=list(E.OPTIONAL_GROUPS))
+    direct = E.evaluate([EvalModel("direct", lambda x: gen(x)["sr"], "", gen)],
+                        load_paired_dir(paired, limit=4), skip=list(E.OPTIONAL_GROUPS))
     for key in ("psnr", "ssim", "psnr_y", "ssim_y", "psnr_occluded", "psnr_visible"):
         assert b["metrics"][key] == pytest.approx(direct.models[0].values[key], abs=1e-6)
     assert a["metrics"]["psnr"] != pytest.approx(b["metrics"]["psnr"], abs=1e-3)
@@ -172,7 +175,7 @@ def test_eval_tta_scores_the_mirrored_ensemble(paired, tmp_path):
         return (gen(x)["sr"].clamp(0, 1) + gen(x.flip(-1))["sr"].clamp(0, 1).flip(-1)) / 2
 
     with torch.no_grad():
-        direct = E.evaluate([E.EvalModel("direct", ensemble, "", gen)], E.load_paired_dir(paired, limit=4),
+        direct = E.evaluate([EvalModel("direct", ensemble, "", gen)], load_paired_dir(paired, limit=4),
                             skip=list(E.OPTIONAL_GROUPS))
     assert got["metrics"]["psnr"] == pytest.approx(direct.models[0].values["psnr"], abs=1e-4)
 
@@ -180,17 +183,17 @@ def test_eval_tta_scores_the_mirrored_ensemble(paired, tmp_path):
 def test_perfect_model_and_missing_networks(paired, monkeypatch):
     """Metrics degrade gracefully: a network that cannot be built is reported, the rest computed;
     a model that returns the target exactly gets SSIM 1 and infinite PSNR."""
-    data = E.load_paired_dir(paired)
+    data = load_paired_dir(paired)
     lookup = {tuple(lq.flatten()[:64].tolist()): hq for lq, hq in zip(data.lq, data.hq)}
 
     def oracle(lq):
         return torch.stack([lookup[tuple(x.flatten()[:64].tolist())] for x in lq.cpu()])
 
     def unavailable(*args, **kwargs):
-        raise M.MetricUnavailable("not installed in this test")
+        raise NM.MetricUnavailable("not installed in this test")
 
-    monkeypatch.setattr(M, "LPIPSMetric", unavailable)
-    model = E.EvalModel("oracle", oracle, "test")
+    monkeypatch.setattr(NM, "LPIPSMetric", unavailable)
+    model = EvalModel("oracle", oracle, "test")
     report = E.evaluate([model], data, batch_size=2, skip=["speed", "landmarks", "identity"])
     v = report.models[0].values
     assert v["ssim"] == pytest.approx(1.0) and v["ssim_y"] == pytest.approx(1.0)
@@ -214,9 +217,9 @@ def test_eval_with_networks(paired, tmp_path):
     face = torch.from_numpy(astronaut()[30:230, 130:330].copy()).permute(2, 0, 1).float() / 255
     hq = F.interpolate(face[None], size=(128, 128), mode="area").repeat(4, 1, 1, 1)
     hq = hq * torch.linspace(0.8, 1.0, 4).view(4, 1, 1, 1)  # four different exposures: FD needs a spread
-    data = E.PairedSet([f"{i}" for i in range(4)], hq.clone(), hq)
+    data = PairedSet([f"{i}" for i in range(4)], hq.clone(), hq)
     blur = lambda x: F.avg_pool2d(x, 5, 1, 2, count_include_pad=False)  # noqa: E731
-    models = [E.EvalModel("same", lambda x: x, scale=1), E.EvalModel("blurred", blur, scale=1)]
+    models = [EvalModel("same", lambda x: x, scale=1), EvalModel("blurred", blur, scale=1)]
     report = E.evaluate(models, data, "cpu", skip=["speed"], grid_faces=0, quantize=False)
     assert set(report.unavailable) == {"speed"}, report.unavailable
     same, blurred = (m.values for m in report.models)
@@ -261,7 +264,7 @@ def test_eval_reads_sets_written_by_the_degrade_module(tmp_path):
     occ = F.interpolate(occ_hq, size=(32, 32), mode="area")
     batch = DegradationBatch(hq=hq, lq=lq * (1 - occ) + 0.5 * occ, clean=lq, occlusion=occ, occlusion_hq=occ_hq)
     D.write_paired_set(tmp_path / "set", iter([(batch, ["a.png", "b.png"])]), {"seed": 7, "recipe": "test"})
-    data = E.load_paired_dir(tmp_path / "set")
+    data = load_paired_dir(tmp_path / "set")
     assert len(data) == 2 and data.description["manifest"]["seed"] == 7
     assert torch.equal(data.occlusion_hq, occ_hq)
     out = tmp_path / "r.json"

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from facerestore import metrics as M
+from facerestore import network_metrics as NM
 
 skm = pytest.importorskip("skimage.metrics")
 
@@ -164,7 +165,7 @@ def test_landmark_nme_definition():
     q[0, 45] = torch.tensor([50.0, 20.0])  # inter-ocular distance 40
     p = q.clone()
     p[..., 0] += 4.0  # every point 4 px off -> NME 0.1
-    assert M.landmark_nme(p, q).item() == pytest.approx(0.1)
+    assert NM.landmark_nme(p, q).item() == pytest.approx(0.1)
 
 
 def test_faces_per_second_counts_faces():
@@ -195,7 +196,7 @@ def _needs_dlib() -> None:
 
 def test_identity_of_a_face_with_itself():
     _needs_dlib()
-    metric = M.IdentityMetric("cpu")
+    metric = NM.IdentityMetric("cpu")
     face = _astronaut_face()
     r = metric(face, face)
     assert r["cosine"].item() == pytest.approx(1.0, abs=1e-5)
@@ -219,17 +220,17 @@ def test_identity_tells_two_people_apart_at_dlibs_threshold():
     people = sorted(p for p in val.iterdir() if p.is_dir())[:2]
     photos = [sorted(p.glob("*.jpg"))[:2] for p in people]
     face = lambda f: load_face(f, 128)[None].float() / 255  # noqa: E731
-    metric = M.IdentityMetric("cpu")
+    metric = NM.IdentityMetric("cpu")
     a0, a1, b0 = face(photos[0][0]), face(photos[0][1]), face(photos[1][0])
     other = metric(b0, a0)
-    assert other["distance"].item() > M.DLIB_VERIFY_THRESHOLD and other["verified"].item() == 0.0
+    assert other["distance"].item() > NM.DLIB_VERIFY_THRESHOLD and other["verified"].item() == 0.0
     same = metric(a1, a0)
     assert same["distance"].item() < other["distance"].item()
 
 
 def test_landmarks_of_a_face_with_itself():
     _needs_dlib()
-    metric = M.LandmarkMetric("cpu")
+    metric = NM.LandmarkMetric("cpu")
     face = _astronaut_face()
     assert metric(face, face).item() == pytest.approx(0.0, abs=1e-6)
     pts = metric.landmarks(face)
@@ -246,15 +247,15 @@ def test_landmarks_of_a_face_with_itself():
 def test_identity_descriptors_match_dlib_on_its_chip():
     """Our chip + ported ResNet give dlib's own ``compute_face_descriptor`` of the face."""
     try:
-        metric = M.IdentityMetric("cpu")
+        metric = NM.IdentityMetric("cpu")
         import dlib
         import face_recognition_models as frm
-    except (M.MetricUnavailable, ImportError) as exc:
+    except (NM.MetricUnavailable, ImportError) as exc:
         pytest.skip(f"identity encoder or dlib unavailable: {exc}")
     face = _astronaut_face()
     details, desc = metric.target_cache(face)
     img = np.ascontiguousarray((face[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
-    rect = dlib.rectangle(*M._dlib_box(dlib.get_frontal_face_detector(), img))
+    rect = dlib.rectangle(*NM._dlib_box(dlib.get_frontal_face_detector(), img))
     shape = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())(img, rect)
     ref = np.array(dlib.face_recognition_model_v1(frm.face_recognition_model_location()).compute_face_descriptor(img, shape))
     assert np.abs(desc[0].numpy() - ref).max() < 1e-4
@@ -263,7 +264,7 @@ def test_identity_descriptors_match_dlib_on_its_chip():
 def test_frechet_distance_against_closed_forms_and_scipy():
     """Identical sets: 0; a shift c: |c|^2; 1-D: (mu_a - mu_b)^2 + (s_a - s_b)^2; in general the
     formula with scipy's matrix square root (an independent implementation)."""
-    from facerestore.metrics import frechet_distance
+    from facerestore.network_metrics import frechet_distance
 
     g = torch.Generator().manual_seed(0)
     a = torch.randn(400, 6, generator=g, dtype=torch.float64)

@@ -11,7 +11,8 @@ from torch import nn
 
 from facerestore.errors import RecipeError, UnknownComponentError
 from facerestore.interfaces import Degradation, Discriminator, Generator, Loss, Upsampler, UpsamplerOutput
-from facerestore.recipe import apply_override, dumps_toml, load_recipe, parse_value, resolve_recipe
+from facerestore.recipe import apply_override, load_recipe, parse_value, resolve_recipe
+from facerestore.recipe_config import dumps_toml
 from facerestore.registry import Registry
 
 

@@ -466,9 +466,9 @@ def test_an_interrupt_that_also_killed_the_loader_worker_still_saves(reg, tmp_pa
 def test_the_log_averages_a_term_over_the_steps_that_computed_it():
     """An ``every = 2`` term logged as the mean of its own values, not diluted by the steps
     that skipped it (it was logged at half its value)."""
-    from facerestore.train.trainer import _Meter
+    from facerestore.train.logger import LossMeter
 
-    meter = _Meter()
+    meter = LossMeter()
     for step in range(4):
         meter.add({"pixel": 1.0, **({"identity": 0.5} if step % 2 == 0 else {})}, 16)
     mean, ips = meter.flush()

@@ -51,6 +51,8 @@ def register(app: typer.Typer) -> None:
         import torch
 
         from .. import evaluate as E
+        from ..eval_models import adaptive_model, eval_model
+        from ..eval_sets import degrade_faces, load_paired_dir
         from ..device import resolve_device
 
         log = (lambda s: None) if quiet else echo_err
@@ -74,16 +76,16 @@ def register(app: typer.Typer) -> None:
             r = load_recipe(recipe)
             seed = 0 if seed is None else seed
             log(f"degrading {data} with {recipe} (seed {seed}) ...")
-            pairs = E.degrade_faces(data, r, seed, limit=limit, device=dev)
+            pairs = degrade_faces(data, r, seed, limit=limit, device=dev)
         else:
-            pairs = E.load_paired_dir(data, limit=limit)
+            pairs = load_paired_dir(data, limit=limit)
         scale = pairs.hq_size // pairs.lq_size
         def build(spec: str):
             if (tta or fidelity is not None) and spec != "bicubic":  # scored the way `restore` runs it
-                return E.adaptive_model(spec, pairs.hq_size, dev, tta=tta, fidelity=fidelity or 0.0)
-            m = E.eval_model(spec, dev, scale=scale)
+                return adaptive_model(spec, pairs.hq_size, dev, tta=tta, fidelity=fidelity or 0.0)
+            m = eval_model(spec, dev, scale=scale)
             # a model made for another input size sees the set's inputs resized, as `restore` does it
-            return E.adaptive_model(spec, pairs.hq_size, dev) if m.scale * pairs.lq_size != pairs.hq_size else m
+            return adaptive_model(spec, pairs.hq_size, dev) if m.scale * pairs.lq_size != pairs.hq_size else m
 
         models = [build(spec) for spec in model]
         names = [m.name for m in models]

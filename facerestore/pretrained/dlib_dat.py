@@ -70,13 +70,6 @@ class _Reader:
         self.pos += 1 + n
         return -v if b & 0x80 else v
 
-    def peek_int(self) -> int:
-        save = self.pos
-        try:
-            return self.int()
-        finally:
-            self.pos = save
-
     def str(self) -> str:
         n = self.int()
         if n < 0 or self.pos + n > len(self.d):

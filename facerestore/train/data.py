@@ -3,7 +3,8 @@ on the device, and the fixed validation set.
 
 Reading and framing faces is :mod:`facerestore.data`'s job and the degradation pipeline is
 :mod:`facerestore.degrade`'s; this module only adapts them to a resumable batch order
-(:class:`~facerestore.train.sampler.ResumableBatchSampler`) and checks the recipe's folders.
+(:class:`~facerestore.train.sampler.ResumableBatchSampler`), checks the recipe's folders and
+picks the batch tensors the losses compare with.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from torch import Tensor
 
 from ..errors import FaceRestoreError
 from ..interfaces import Degradation, DegradationBatch
-from ..landmarks import MIRROR_5, mirror_landmarks
+from ..landmarks import MIRROR_5, mirror_landmarks, render_heatmaps, template_landmarks
+from .sampler import ResumableBatchSampler
 
 
 def check_folders(folders: Sequence[str], key: str) -> list[pathlib.Path]:
@@ -82,3 +84,49 @@ def degrade(pipeline: Sequence[Degradation], hq: Tensor, landmarks: Tensor | Non
 
     return degrade_batch(hq, pipeline, generator, landmarks)
 
+
+def batch_iterator(ds, batch_size: int, seed: int, rank: int, world: int, consumed: int, workers: int,
+                   pin_memory: bool = False):
+    """Endless ``(hq, landmarks)`` batches of ``ds`` in the resumable order, from batch ``consumed``
+    on, decoded by ``workers`` DataLoader processes."""
+    try:
+        sampler = ResumableBatchSampler(len(ds), batch_size, seed, rank, world, consumed=consumed)
+    except ValueError as exc:
+        raise FaceRestoreError(f"data.train: {exc}") from None
+    # its own generator: iter() draws worker seeds from it, not from the global stream that
+    # components (dropout) use, so a resumed run stays in step with an uninterrupted one
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + rank)
+    loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
+                                         generator=gen, pin_memory=pin_memory,
+                                         persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
+    return iter(loader)
+
+
+def stop_workers(batches) -> None:
+    """Stop the DataLoader workers before saving on an interrupt. A signal sent to the whole
+    process group (Slurm's scancel, `kill -- -PGID`) kills them too, and torch's SIGCHLD handler
+    would raise 'worker killed by signal' in the middle of the save; stopped, they are no longer
+    watched. ``_shutdown_workers`` is torch's own clean-up (private; absent with 0 workers)."""
+    stop = getattr(batches, "_shutdown_workers", None)
+    if stop is not None:
+        try:
+            stop()
+        except RuntimeError:  # the handler fired while they stopped; torch unregisters them anyway
+            pass
+
+
+def loss_targets(batch: DegradationBatch, out: dict[str, Tensor], needed: set[str], hq_size: int) -> dict[str, Tensor]:
+    """The batch tensors the active losses compare with, by name; ``heatmaps`` are rendered from the
+    batch's landmarks (the template's when it has none) at the size of the generator's output."""
+    t: dict[str, Tensor] = {}
+    for name in needed:
+        if name == "heatmaps":
+            if "heatmaps" not in out:
+                raise FaceRestoreError("a loss targets 'heatmaps' but the generator has no 'heatmaps' output")
+            lm = batch.landmarks
+            if lm is None:  # aligned faces follow the template framing
+                lm = template_landmarks(hq_size, batch.hq.shape[0], batch.hq.device)
+            t[name] = render_heatmaps(lm, hq_size, heatmap_size=out["heatmaps"].shape[-1])
+        else:
+            t[name] = getattr(batch, name)
+    return t

@@ -1,4 +1,5 @@
-"""Where training reports go: JSONL (always), TensorBoard (when installed), a rich progress bar."""
+"""Where training reports go: JSONL (always), TensorBoard (when installed), a rich progress bar,
+and the running loss means a log line reports."""
 
 from __future__ import annotations
 
@@ -89,3 +90,28 @@ class Progress:
     def close(self) -> None:
         if self.enabled:
             self._p.stop()
+
+
+class LossMeter:
+    """Running sums of the logged losses and images since the last log line. Each loss is
+    averaged over the steps that computed it (an ``every = k`` term, the critic), not over all."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+        self.images = 0
+        self.t0 = time.perf_counter()
+
+    def add(self, logs: dict[str, float], images: int) -> None:
+        for k, v in logs.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+            self.counts[k] = self.counts.get(k, 0) + 1
+        self.images += images
+
+    def flush(self) -> tuple[dict[str, float], float]:
+        """Mean of each loss and images/s since the last flush; starts a new window."""
+        now = time.perf_counter()
+        mean = {k: v / self.counts[k] for k, v in self.sums.items()}
+        ips = self.images / max(now - self.t0, 1e-9)
+        self.sums, self.counts, self.images, self.t0 = {}, {}, 0, now
+        return mean, ips

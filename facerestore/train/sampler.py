@@ -46,6 +46,3 @@ class ResumableBatchSampler:
             for batch in self.epoch_batches(epoch)[offset:]:
                 position += 1
                 yield batch
-
-    def epoch_of(self, consumed: int) -> int:
-        return consumed // self.batches_per_epoch

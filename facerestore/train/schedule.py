@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from ..recipe import LossSpec, StageConfig, TrainConfig
+from ..recipe_config import LossSpec, StageConfig, TrainConfig
 
 
 def lr_factor(step: int, train: TrainConfig) -> float:

@@ -1,5 +1,6 @@
 """Training state <-> safetensors: optimiser/scheduler state flattened into tensors + JSON, RNG
-states, and the run folder's checkpoint files (keep last N, ``last``, ``best``).
+states, the run folder's checkpoint files (keep last N, ``last``, ``best``), and which recipe
+settings a resumed run changed.
 
 safetensors holds only tensors and string metadata, so each ``state_dict`` is split: tensors go
 under a prefix (``optim_g.state.3.exp_avg``), everything else into one JSON metadata entry.
@@ -175,3 +176,13 @@ def load_train_state(path: str | os.PathLike[str]) -> tuple[dict[str, Tensor], d
 
 def sub_tensors(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON-like trees differ (lists compared whole)."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for key in sorted(set(old) | set(new), key=str):
+            out += changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
+        return out
+    return [] if old == new else [prefix.rstrip(".")]

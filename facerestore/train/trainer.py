@@ -1,10 +1,14 @@
 """The training loop: builds every component from the recipe and orchestrates them.
 
 Components do not know each other: the generator maps ``lq`` to named outputs, each loss compares
-one output with one batch tensor (:class:`~facerestore.recipe.LossSpec`), adversarial losses
+one output with one batch tensor (:class:`~facerestore.recipe_config.LossSpec`), adversarial losses
 receive the discriminator as an argument. What runs when (loss ``start`` steps, stages, learning
 rates) is a pure function of the step (:mod:`facerestore.train.schedule`), and every random
 stream plus the data position is checkpointed, so ``--resume`` reproduces an uninterrupted run.
+
+Over 400 lines on purpose: one class, the training loop, whose construction, step, checkpoint and
+validation parts share its state (the helpers that need none are in :mod:`.data`, :mod:`.logger`,
+:mod:`.state` and :mod:`.schedule`).
 """
 
 from __future__ import annotations
@@ -27,19 +31,18 @@ from ..degrade import build_pipeline
 from ..device import cpu_has_bf16, resolve_device
 from ..errors import CheckpointError, FaceRestoreError
 from ..interfaces import AdversarialLoss, DegradationBatch
-from ..landmarks import render_heatmaps, template_landmarks
-from ..recipe import Recipe, resolve_recipe
+from ..recipe import resolve_recipe
+from ..recipe_config import Recipe
 from ..registry import Registry
 from ..components import build_generator, default_registry
 from . import dist
 from ..data import to_float
-from .data import collate, degrade, open_faces, random_hflip
+from .data import batch_iterator, degrade, loss_targets, open_faces, random_hflip, stop_workers
 from .ema import EMA
-from .logger import Progress, RunLogger
-from .sampler import ResumableBatchSampler
+from .logger import LossMeter, Progress, RunLogger
 from .schedule import Stage, loss_active, lr_factor, stage_at, stage_plan
-from .state import (capture_rng, ckpt_name, flatten_state, latest_checkpoint, load_train_state, point_last,
-                    prune, restore_rng, sub_tensors, unflatten_state)
+from .state import (capture_rng, changed_keys, ckpt_name, flatten_state, latest_checkpoint, load_train_state,
+                    point_last, prune, restore_rng, sub_tensors, unflatten_state)
 from .validation import ValidationSet, build_validation_set, save_grid, validate
 
 
@@ -254,34 +257,8 @@ class Trainer:
             precision = str(self.amp_dtype).removeprefix("torch.") if self.amp_dtype else "float32"
             self._echo(f"{len(ds):,} training faces; device {self.device}, {precision}; "
                        f"from step {self.step} to {self.stop_at}, a log line every {self.cfg.log_every} steps")
-        try:
-            sampler = ResumableBatchSampler(len(ds), self.cfg.batch_size, self.cfg.seed, self.dist.rank,
-                                            self.dist.world, consumed=self.consumed)
-        except ValueError as exc:
-            raise FaceRestoreError(f"data.train: {exc}") from None
-        workers = self.recipe.data.workers
-        # its own generator: iter() draws worker seeds from it, not from the global stream that
-        # components (dropout) use, so a resumed run stays in step with an uninterrupted one
-        gen = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.dist.rank)
-        loader = torch.utils.data.DataLoader(ds, batch_sampler=sampler, num_workers=workers, collate_fn=collate,
-                                             generator=gen,
-                                             pin_memory=self.device.type == "cuda",
-                                             persistent_workers=workers > 0, prefetch_factor=2 if workers else None)
-        return iter(loader)
-
-    def _targets(self, batch: DegradationBatch, out: dict[str, Tensor], needed: set[str]) -> dict[str, Tensor]:
-        t: dict[str, Tensor] = {}
-        for name in needed:
-            if name == "heatmaps":
-                if "heatmaps" not in out:
-                    raise FaceRestoreError("a loss targets 'heatmaps' but the generator has no 'heatmaps' output")
-                lm = batch.landmarks
-                if lm is None:  # aligned faces follow the template framing
-                    lm = template_landmarks(self.recipe.hq_size, batch.hq.shape[0], batch.hq.device)
-                t[name] = render_heatmaps(lm, self.recipe.hq_size, heatmap_size=out["heatmaps"].shape[-1])
-            else:
-                t[name] = getattr(batch, name)
-        return t
+        return batch_iterator(ds, self.cfg.batch_size, self.cfg.seed, self.dist.rank, self.dist.world, self.consumed,
+                              self.recipe.data.workers, pin_memory=self.device.type == "cuda")
 
     # ---------------------------------------------------------------------------------------
     # one step
@@ -333,7 +310,8 @@ class Trainer:
         lq = batch.lq.contiguous(memory_format=self.memory_format)
         with self._autocast():
             out = self.G(lq)
-            targets = self._targets(batch, out, {t.spec.resolved_target() for t in [*terms, *critics]})
+            targets = loss_targets(batch, out, {t.spec.resolved_target() for t in [*terms, *critics]},
+                                   self.recipe.hq_size)
             values: dict[str, Tensor] = {}
             total = batch.hq.new_zeros(())
             for t in terms:
@@ -456,7 +434,7 @@ class Trainer:
         checkpoint's, since a changed data, degradation or loss setting ends bit-exact resumption."""
         if not saved or not self.dist.main:
             return
-        changed = _changed_keys(json.loads(saved), json.loads(self.recipe.to_json()))
+        changed = changed_keys(json.loads(saved), json.loads(self.recipe.to_json()))
         if changed:
             more = f" and {len(changed) - 8} more" if len(changed) > 8 else ""
             self._echo(f"note: the recipe differs from the one {path.name} was trained with: "
@@ -506,14 +484,14 @@ class Trainer:
         logger = RunLogger(self.run_dir, self.tensorboard) if main else None
         progress = Progress(self.stop_at, self.step, self.show_progress)
         batches = self._loader() if self.step < self.stop_at else None
-        meter = _Meter()
+        meter = LossMeter()
         t_start, step_start = time.perf_counter(), self.step
         logs: dict[str, float] = {}
         try:
             try:
                 logs = self._loop(batches, meter, logger, progress)
             except KeyboardInterrupt:
-                _stop_workers(batches)
+                stop_workers(batches)
                 self._save_interrupted(step_start, progress)
                 raise
             if self.step > step_start or self.last_ckpt is None:
@@ -528,7 +506,7 @@ class Trainer:
         ips_total = (self.step - step_start) * self.cfg.batch_size * self.dist.world / max(elapsed, 1e-9)
         return TrainResult(self.step, self.run_dir, self.last_ckpt, self.best_psnr, ips_total, logs)
 
-    def _loop(self, batches, meter: "_Meter", logger: RunLogger | None, progress: Progress) -> dict[str, float]:
+    def _loop(self, batches, meter: LossMeter, logger: RunLogger | None, progress: Progress) -> dict[str, float]:
         logs: dict[str, float] = {}
         while self.step < self.stop_at:
             stage = stage_at(self.plan, self.step)
@@ -579,7 +557,7 @@ class Trainer:
             if self.val is None:
                 self._echo("note: data.val is empty: no validation, no best.safetensors")
 
-    def _after_step(self, meter: "_Meter", logger: RunLogger | None, progress: Progress) -> None:
+    def _after_step(self, meter: LossMeter, logger: RunLogger | None, progress: Progress) -> None:
         """Log every ``log_every`` steps (mean losses, images/s), validate and checkpoint on schedule."""
         step = self.step
         if step % self.cfg.log_every == 0 or step == self.stop_at:
@@ -607,44 +585,6 @@ class Trainer:
         dist.shutdown(self.dist)
 
 
-def _stop_workers(batches) -> None:
-    """Stop the DataLoader workers before saving on an interrupt. A signal sent to the whole
-    process group (Slurm's scancel, `kill -- -PGID`) kills them too, and torch's SIGCHLD handler
-    would raise 'worker killed by signal' in the middle of the save; stopped, they are no longer
-    watched. ``_shutdown_workers`` is torch's own clean-up (private; absent with 0 workers)."""
-    stop = getattr(batches, "_shutdown_workers", None)
-    if stop is not None:
-        try:
-            stop()
-        except RuntimeError:  # the handler fired while they stopped; torch unregisters them anyway
-            pass
-
-
-class _Meter:
-    """Running sums of the logged losses and images since the last log line. Each loss is
-    averaged over the steps that computed it (an ``every = k`` term, the critic), not over all."""
-
-    def __init__(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self.images = 0
-        self.t0 = time.perf_counter()
-
-    def add(self, logs: dict[str, float], images: int) -> None:
-        for k, v in logs.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
-            self.counts[k] = self.counts.get(k, 0) + 1
-        self.images += images
-
-    def flush(self) -> tuple[dict[str, float], float]:
-        """Mean of each loss and images/s since the last flush; starts a new window."""
-        now = time.perf_counter()
-        mean = {k: v / self.counts[k] for k, v in self.sums.items()}
-        ips = self.images / max(now - self.t0, 1e-9)
-        self.sums, self.counts, self.images, self.t0 = {}, {}, 0, now
-        return mean, ips
-
-
 def train(recipe: Recipe, run_dir: str | pathlib.Path, **kwargs: Any) -> TrainResult:
     """Build a :class:`Trainer` and run it (the ``facerestore train`` command)."""
     trainer = Trainer(recipe, run_dir, **kwargs)
@@ -652,13 +592,3 @@ def train(recipe: Recipe, run_dir: str | pathlib.Path, **kwargs: Any) -> TrainRe
         return trainer.run()
     finally:
         trainer.close()
-
-
-def _changed_keys(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """Dotted paths where two JSON-like trees differ (lists compared whole)."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        out: list[str] = []
-        for key in sorted(set(old) | set(new), key=str):
-            out += _changed_keys(old.get(key), new.get(key), f"{prefix}{key}.")
-        return out
-    return [] if old == new else [prefix.rstrip(".")]
