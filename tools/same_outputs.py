@@ -2,7 +2,7 @@
 fidelity, aligned crops, a video, the server's engine) with the code in the current tree and with
 the code of another commit, and compare the files' sha256.
 
-    .venv/bin/python tools/same_outputs.py --before b7409d7 [--work /tmp/same_outputs]
+    .venv/bin/python -m tools.same_outputs --before b7409d7 [--work /tmp/same_outputs]   # from the repository root
 
 The other commit is checked out with ``git worktree`` and put first on ``PYTHONPATH`` (both the
 ``facerestore`` and ``facerestore_plugins`` packages), so the same virtual environment runs both.
@@ -125,5 +125,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     raise SystemExit(main())
