@@ -5,11 +5,13 @@ behind ``facerestore restore`` and any runner that restores folders (the CLI add
 options, progress bar and summary line).
 
 Errors on one input are reported through ``fail`` and the others still go on; warnings through
-``warn``.
+``warn``. A runner that keeps a ledger (the Ray engine's manifest, :mod:`facerestore.cluster`) also
+gets one :class:`ItemRecord` per input through ``record``: its status, outputs and faces.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import shutil
 import sys
@@ -63,6 +65,26 @@ def check_output_sizes(items: list, options: RestoreOptions) -> None:
         check_output_pixels(it.path, w, h, options.upscale, options.max_pixels)
 
 
+@dataclasses.dataclass
+class ItemRecord:
+    """What became of one input: ``status`` ``ok`` (restored and written), ``copied`` (no face
+    restored: the input copied unchanged), ``rejected`` (the input itself cannot be used: unreadable,
+    not an image, too large, its output taken; ``error`` says why) or ``failed`` (anything else:
+    a write error, an exception); ``outputs`` every file
+    written for it (extras included); ``faces`` found, ``restored``, ``skipped``; ``summary`` a
+    video's :class:`~facerestore.video.VideoSummary`."""
+
+    item: Any
+    kind: str
+    status: str
+    outputs: list = dataclasses.field(default_factory=list)
+    faces: int = 0
+    restored: int = 0
+    skipped: int = 0
+    error: str = ""
+    summary: Any = None
+
+
 class Stats:
     def __init__(self) -> None:
         self.photos = self.faces = self.restored = self.skipped = self.failed = self.copied = self.videos = 0
@@ -83,12 +105,14 @@ class FileRestorer:
 
     ``save_faces``/``compare``: also write the aligned faces / input | output side by side.
     ``advance()`` is called once per photo or crop done; ``fail``/``warn``/``note`` receive one-line
-    messages (default: stderr with ``error:``/``warning:``/``note:``)."""
+    messages (default: stderr with ``error:``/``warning:``/``note:``); ``record`` receives one
+    :class:`ItemRecord` per input, once it is done with."""
 
     def __init__(self, restorer, out: str | pathlib.Path, options: Optional[RestoreOptions] = None, *,
                  save_faces: bool = False, compare: bool = False, advance: Optional[Callable[[], None]] = None,
                  fail: Optional[Callable[[str], None]] = None, warn: Optional[Callable[[str], None]] = None,
-                 note: Optional[Callable[[str], None]] = None):
+                 note: Optional[Callable[[str], None]] = None,
+                 record: Optional[Callable[[ItemRecord], None]] = None):
         self.r, self.opts = restorer, restorer.options if options is None else options
         self.naming = OutputNaming(out, self.opts)
         self.out, self.stats = self.naming.out, Stats()
@@ -96,6 +120,17 @@ class FileRestorer:
         self._advance, self._fail = advance, fail or _stderr("error")
         self.warn, self.note = warn or _stderr("warning"), note or _stderr("note")
         self.noticed_crop = False
+        self._record = record
+
+    def record(self, item, kind: str, status: str, outputs=(), **fields) -> None:
+        if self._record is not None:
+            self._record(ItemRecord(item, kind, status, list(outputs), **fields))
+
+    def _reject(self, item, msg: str, kind: str = "photo") -> None:
+        """An input refused before any work: reported, counted, recorded."""
+        self.fail(msg)
+        self.advance()
+        self.record(item, kind, "rejected", error=msg)
 
     def advance(self) -> None:
         if self._advance is not None:
@@ -105,38 +140,34 @@ class FileRestorer:
         self.stats.failed += 1
         self._fail(msg)
 
-    def _read(self, item):
+    def _read(self, item, kind: str = "photo"):
         from .errors import InputImageError
         from .io import read_image
 
         if item.error:
-            self.fail(item.error)
-            self.advance()
+            self._reject(item, item.error, kind)
             return None
         target = self.naming.target(item)
         clash = self.naming.claim(item, target)
         if clash:
-            self.fail(clash)
-            self.advance()
+            self._reject(item, clash, kind)
             return None
         try:
             if target.exists() and target.resolve() == item.path.resolve():
-                self.fail(f"{item.path}: the output would overwrite the input; choose another -o folder")
-                self.advance()
+                self._reject(item, f"{item.path}: the output would overwrite the input; choose another -o folder", kind)
                 return None
         except OSError:
             pass
         try:
             img, info = read_image(item.path, self.opts.max_pixels)
         except InputImageError as exc:
-            self.fail(str(exc))
-            self.advance()
+            self._reject(item, str(exc), kind)
             return None
         if info.frames > 1:
             self.warn(f"{item.path}: {info.frames} frames, only the first is restored")
         return img, info, target
 
-    def _write(self, target: pathlib.Path, img, info) -> bool:
+    def _write(self, target: pathlib.Path, img, info, item=None, kind: str = "photo") -> bool:
         import torch.nn.functional as F
 
         from .io import write_image
@@ -148,7 +179,9 @@ class FileRestorer:
             write_image(target, img, alpha=alpha, bits=info.bits, grayscale=info.grayscale,
                         icc_profile=info.icc_profile)
         except OSError as exc:
-            self.fail(f"{target}: cannot write ({exc.strerror or exc})")
+            msg = f"{target}: cannot write ({exc.strerror or exc})"
+            self.fail(msg)
+            self.record(item, kind, "failed", error=msg)
             return False
         return True
 
@@ -187,6 +220,7 @@ class FileRestorer:
                     detections.append(Detection(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2)))
         results = self.r.restore_many(images, detections, self.opts)
         for (item, img, info, target), res in zip(group, results):
+            counts = dict(faces=res.n_found, restored=res.n_restored, skipped=res.n_skipped)
             self.advance()
             self.stats.photos += 1
             self.stats.faces += res.n_found
@@ -198,10 +232,15 @@ class FileRestorer:
                 if self.opts.upscale == 1 and target.suffix.lower() == item.path.suffix.lower() and not self.opts.draw_box:
                     self.warn(f"{item.path}: {why}; copied unchanged")
                     try:
-                        target.parent.mkdir(parents=True, exist_ok=True)
-                        shutil.copyfile(item.path, target)
+                        from .checkpoint import atomic_write_bytes
+
+                        atomic_write_bytes(target, lambda tmp, src=item.path: shutil.copyfile(src, tmp))
                     except OSError as exc:
-                        self.fail(f"{target}: cannot write ({exc.strerror or exc})")
+                        msg = f"{target}: cannot write ({exc.strerror or exc})"
+                        self.fail(msg)
+                        self.record(item, "photo", "failed", error=msg, **counts)
+                        continue
+                    self.record(item, "photo", "copied", [target], **counts)
                     continue
                 self.warn(f"{item.path}: {why}; written without changes to faces")
             image = res.image
@@ -209,26 +248,29 @@ class FileRestorer:
                 from .restore import draw_boxes
 
                 image = draw_boxes(image, res.faces, self.opts.upscale)
-            if not self._write(target, image, info):
+            if not self._write(target, image, info, item):
                 continue
-            self._extras(item, target, img, res)
+            extras = self._extras(item, target, img, res)
+            self.record(item, "photo", "ok", [target, *extras], **counts)
 
-    def _extras(self, item, target: pathlib.Path, img, res) -> None:
+    def _extras(self, item, target: pathlib.Path, img, res) -> list[pathlib.Path]:
         import torch
         import torch.nn.functional as F
 
         from .io import write_image
 
         stem = target.relative_to(self.out).with_suffix("")
+        written = []
         if self.save_faces and res.restored.shape[0]:
             for i, (lq, hq) in enumerate(zip(res.aligned, res.restored)):
-                write_image(self.out / "faces" / f"{stem}_face{i}_input.png", lq)
-                write_image(self.out / "faces" / f"{stem}_face{i}_restored.png", hq)
+                written.append(write_image(self.out / "faces" / f"{stem}_face{i}_input.png", lq))
+                written.append(write_image(self.out / "faces" / f"{stem}_face{i}_restored.png", hq))
         if self.compare:
             left = img
             if tuple(left.shape[-2:]) != tuple(res.image.shape[-2:]):
                 left = F.interpolate(left[None], size=res.image.shape[-2:], mode="nearest")[0]
-            write_image(self.out / "compare" / f"{stem}.jpg", torch.cat([left, res.image], dim=2))
+            written.append(write_image(self.out / "compare" / f"{stem}.jpg", torch.cat([left, res.image], dim=2)))
+        return written
 
     # -- videos -----------------------------------------------------------------------------------
     def videos(self, items, settings: dict, *, progress: Optional[Callable[[Any], Any]] = None,
@@ -246,6 +288,7 @@ class FileRestorer:
             clash = it.error or self.naming.claim(it, target)
             if clash:
                 self.fail(clash)
+                self.record(it, "video", "rejected", error=clash)
                 continue
             try:
                 with (progress(it) if progress else contextlib.nullcontext()) as bar:
@@ -253,6 +296,7 @@ class FileRestorer:
                                                    progress=getattr(bar, "update_to", None), **settings)
             except InputImageError as exc:
                 self.fail(str(exc))
+                self.record(it, "video", "failed" if "cannot write" in str(exc) else "rejected", error=str(exc))
                 continue
             self.stats.videos += 1
             self.stats.faces += summary.faces  # summed over frames, as each video's own line counts them
@@ -261,6 +305,7 @@ class FileRestorer:
                 self.warn(f"{it.path}: no face found; written without changes to faces")
             if done is not None:
                 done(it, target, summary)
+            self.record(it, "video", "ok", [target], faces=summary.faces, restored=summary.faces, summary=summary)
 
     # -- aligned crops ----------------------------------------------------------------------------
     def aligned(self, items) -> None:
@@ -277,12 +322,13 @@ class FileRestorer:
             out = self.r.restore_aligned(torch.stack([p[1] for p in group]), self.opts)
             for (item, lq, info, target), face in zip(group, out):
                 self.advance()
-                if self._write(target, face, info):
+                if self._write(target, face, info, item, "aligned"):
                     self.stats.photos += 1
-                    self._extras_aligned(target, lq, face)
+                    extras = self._extras_aligned(target, lq, face)
+                    self.record(item, "aligned", "ok", [target, *extras], faces=1, restored=1)
 
         for item in items:
-            got = self._read(item)
+            got = self._read(item, "aligned")
             if got is None:
                 continue
             img, info, target = got
@@ -305,20 +351,22 @@ class FileRestorer:
         top, left = (h - side) // 2, (w - side) // 2
         return img[:, top:top + side, left:left + side]
 
-    def _extras_aligned(self, target: pathlib.Path, lq, face) -> None:
+    def _extras_aligned(self, target: pathlib.Path, lq, face) -> list[pathlib.Path]:
         import torch
         import torch.nn.functional as F
 
         from .io import write_image
 
         stem = target.relative_to(self.out).with_suffix("")
+        written = []
         if self.save_faces:  # the face as the model saw it
             size = self.r.lq_size
             model_in = F.interpolate(lq[None], size=(size, size), mode="bicubic", align_corners=False,
                                      antialias=lq.shape[-1] > size)[0].clamp(0, 1)
-            write_image(self.out / "faces" / f"{stem}_input.png", model_in)
-            write_image(self.out / "faces" / f"{stem}_restored.png", face)
+            written.append(write_image(self.out / "faces" / f"{stem}_input.png", model_in))
+            written.append(write_image(self.out / "faces" / f"{stem}_restored.png", face))
         if self.compare:
             left = F.interpolate(lq[None], size=face.shape[-2:], mode="nearest")[0]
-            write_image(self.out / "compare" / f"{stem}.jpg", torch.cat([left, face], dim=2))
+            written.append(write_image(self.out / "compare" / f"{stem}.jpg", torch.cat([left, face], dim=2)))
+        return written
 

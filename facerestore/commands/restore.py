@@ -58,6 +58,14 @@ def register(app: typer.Typer) -> None:
         crf: int = typer.Option(18, "--crf", min=0, max=51, help="Videos: H.264 quality (lower: better and larger)."),
         start: Optional[float] = typer.Option(None, "--start", min=0, help="Videos: restore from this second on."),
         end: Optional[float] = typer.Option(None, "--end", min=0, help="Videos: restore up to this second."),
+        engine: str = typer.Option("local", "--engine", help="local (this process), or ray: an actor pool on Ray "
+                                   "Data, resumable from a manifest in OUT/.facerestore (needs facerestore[ray])."),
+        address: Optional[str] = typer.Option(None, "--address", help="--engine ray: join this cluster (auto, "
+                                              "HOST:PORT or ray://HOST:PORT) instead of starting a local Ray."),
+        workers: Optional[int] = typer.Option(None, "--workers", min=1, help="--engine ray: actors (each loads "
+                                              "the model once; default: one per 2 CPUs, or one per GPU)."),
+        max_failures: Optional[int] = typer.Option(None, "--max-failures", min=0, help="--engine ray: stop once "
+                                                   "more inputs than this have failed (default: never stop)."),
     ) -> None:
         """Restore the faces in photos and videos (detect, align, restore, paste back) or in aligned crops."""
         from ..errors import FaceRestoreError
@@ -69,6 +77,7 @@ def register(app: typer.Typer) -> None:
         from .video import is_video, summary_line
 
         check_options(precision, start, end)
+        check_engine(engine, address, workers, max_failures)
         options = RestoreOptions(fidelity=fidelity, upscale=1.0 if aligned else upscale, detector=detector,
                                  min_face=min_face, max_face=max_face, min_score=min_score,
                                  only_center_face=only_center_face, draw_box=draw_box, color_match=color_match,
@@ -83,6 +92,11 @@ def register(app: typer.Typer) -> None:
             raise FaceRestoreError(f"--aligned is for face crops, not videos ({videos[0].path})")
         items = [it for it in found if it.error or not is_video(it.path)]
         check_output_sizes(items, options)
+        if engine == "ray":
+            return restore_on_ray(found, options, out_dir, model=model, device=device, batch_size=batch_size,
+                                  precision=precision, aligned=aligned, save_faces=save_faces, compare=compare,
+                                  video=dict(detect_every=detect_every, crf=crf, start=start, end=end),
+                                  address=address, workers=workers, max_failures=max_failures, quiet=quiet)
         restorer = Restorer.from_pretrained(model, device=device, batch_size=batch_size, precision=precision,
                                             options=options)
         if not aligned:
@@ -103,6 +117,70 @@ def register(app: typer.Typer) -> None:
         typer.echo(run.stats.summary(aligned))
         if run.stats.failed:
             raise typer.Exit(1)
+
+
+def check_engine(engine: str, address: Optional[str], workers: Optional[int], max_failures: Optional[int]) -> None:
+    """``--engine`` and its options: one-line errors (exit 2); Ray missing names the extra."""
+    from ..errors import FaceRestoreError
+
+    if engine not in ("local", "ray"):
+        raise FaceRestoreError(f"--engine must be local or ray, got {engine!r}")
+    if engine == "local":
+        given = [name for name, v in (("--address", address), ("--workers", workers),
+                                      ("--max-failures", max_failures)) if v is not None]
+        if given:
+            raise FaceRestoreError(f"{', '.join(given)}: only with --engine ray")
+        return
+    from ..cluster import require_ray
+
+    require_ray()
+
+
+def restore_on_ray(found, options, out_dir: pathlib.Path, *, model: str, device: str, batch_size: int,
+                   precision: str, aligned: bool, save_faces: bool, compare: bool, video: dict,
+                   address: Optional[str], workers: Optional[int], max_failures: Optional[int],
+                   quiet: bool) -> None:
+    """``--engine ray``: :func:`facerestore.cluster.run`, then the local engine's summary line and a
+    line about the manifest."""
+    import os
+    import types
+
+    from ..cluster import run
+    from ..cluster_worker import RunConfig
+    from ..restore import Restorer
+    from .video import is_video, summary_line
+
+    for it in found:  # actors may run elsewhere, in another folder: absolute paths
+        it.path = pathlib.Path(os.path.abspath(it.path))
+    config = RunConfig(out=os.path.abspath(out_dir), model=model, options=options, device=device,
+                       batch_size=batch_size, precision=precision, aligned=aligned, save_faces=save_faces,
+                       compare=compare, video=video)
+
+    def check() -> None:  # the model and detector build here, else one line and exit 2 before Ray starts
+        r = Restorer.from_pretrained(model, device="cpu", options=options)
+        if not aligned:
+            _ = r.detector
+
+    def video_done(src: str, dst: str, s: dict) -> None:
+        if not quiet:
+            speed = s["frames"] / s["seconds"] if s["seconds"] > 0 else 0.0
+            typer.echo(summary_line(src, dst, types.SimpleNamespace(**s, speed=speed)))
+
+    unit = "faces" if aligned else ("photos" if all(not is_video(it.path) for it in found) else "inputs")
+    result = run(found, config, is_video=is_video, address=address, workers=workers, max_failures=max_failures,
+                 check=check, echo=lambda msg: typer.echo(msg, err=True), video_done=video_done,
+                 progress=lambda total: ItemProgress(total, "restore", unit=unit, quiet=quiet))
+    typer.echo(result.stats.summary(aligned))
+    pool = (f"; {result.pool.workers} actor(s) of {result.pool.num_cpus:g} CPU"
+            + (f" and {result.pool.num_gpus:g} GPU" if result.pool.num_gpus else "")) if result.pool else ""
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(result.status.items()))
+    typer.echo(f"manifest: {result.manifest}: {result.processed} inputs processed now, {result.done_before} "
+               f"skipped (done before); all inputs: {counts}{pool}")
+    if result.stopped:
+        typer.echo(f"error: more than {max_failures} inputs failed (--max-failures {max_failures}): stopped; "
+                   "run the same command again to go on", err=True)
+    if result.stopped or any(s != "ok" and s != "copied" for s in result.status):
+        raise typer.Exit(1)
 
 
 def check_options(precision: str, start: Optional[float], end: Optional[float]) -> None:
