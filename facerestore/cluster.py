@@ -186,6 +186,7 @@ def connect(address: Optional[str]) -> bool:
         # a local cluster on the loopback interface only (Ray binds its node address otherwise);
         # read when ray is first imported
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    check_reachable(address)
     import ray
 
     if ray.is_initialized():
@@ -197,6 +198,22 @@ def connect(address: Optional[str]) -> bool:
         where = f"the Ray cluster at {address}" if address else "a local Ray"
         raise EngineError(f"cannot start or join {where}: {' '.join(str(exc).split())[:300]}") from None
     return True
+
+
+def check_reachable(address: Optional[str], timeout: float = 5.0) -> None:
+    """A ``HOST:PORT`` or ``ray://HOST:PORT`` address must accept a TCP connection within
+    ``timeout`` seconds, else an :class:`EngineError` at once (Ray itself retries for minutes)."""
+    import socket
+
+    if not address or address == "auto":
+        return
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    if not host or not port.isdigit():
+        raise EngineError(f"--address must be auto, HOST:PORT or ray://HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise EngineError(f"no Ray cluster answers at {address} ({exc.strerror or exc})") from None
 
 
 def alive_nodes() -> list[dict]:
@@ -276,8 +293,7 @@ def run(found: list, config: RunConfig, *, is_video: Callable[[Any], bool], addr
                     try:
                         stopped = _execute(plan.units, config, pool, take, bar, manifest)
                     except ray_errors() as exc:
-                        first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
-                        raise EngineError(f"the Ray job failed: {first[:300]}") from None
+                        raise EngineError(f"the Ray job failed: {ray_cause(exc)}") from None
         finally:
             manifest.flush()
             if started:
@@ -301,6 +317,16 @@ def ray_errors() -> tuple:
     import ray.exceptions
 
     return (ray.exceptions.RayError,)
+
+
+def ray_cause(exc: BaseException) -> str:
+    """One line for a Ray failure: the error at the bottom of the remote traceback (an actor that
+    could not build its restorer: ``FaceRestoreError: unknown model ...``), else the first line."""
+    import re
+
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", ln).strip() for ln in str(exc).splitlines()]
+    causes = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Interrupt)\b.*?: ", ln)]
+    return (causes[-1] if causes else next((ln for ln in lines if ln), type(exc).__name__))[:300]
 
 
 def _wants_gpu(device: str) -> bool:

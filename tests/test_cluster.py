@@ -84,6 +84,23 @@ def test_engine_ray_without_the_extra_names_it(monkeypatch, tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+@needs_ray
+def test_unreachable_address_is_one_line_at_once(tmp_path):
+    """Ray retries a dead address for minutes; the engine says so at once (exit 2)."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    t = time.perf_counter()
+    res = on_ray(tmp_path / "a.png", "-o", tmp_path / "o", "-m", "bicubic", "--address", f"127.0.0.1:{port}")
+    assert res.exit_code == 2 and f"no Ray cluster answers at 127.0.0.1:{port}" in res.output, res.output
+    assert time.perf_counter() - t < 30
+    res = on_ray(tmp_path / "a.png", "-o", tmp_path / "o", "-m", "bicubic", "--address", "nowhere")
+    assert res.exit_code == 2 and "--address must be auto, HOST:PORT or ray://HOST:PORT" in res.output
+
+
 def test_help_does_not_import_ray():
     code = ("import sys\nfrom typer.testing import CliRunner\nfrom facerestore.cli import app\n"
             "assert CliRunner().invoke(app, ['restore', '--help']).exit_code == 0\n"
@@ -360,6 +377,18 @@ def test_max_failures_stops_the_run(tmp_path, ray_cluster):
     assert res.exit_code == 1 and "more than 1 inputs failed (--max-failures 1): stopped" in res.output, res.output
     manifest = rows(tmp_path / "out")
     assert sum(r["status"] == "rejected" for r in manifest.values()) == 2
+
+
+def test_actor_that_cannot_start_is_one_line(tmp_path, ray_cluster):
+    """A worker that cannot build its restorer (here: a model name only the driver skipped
+    checking) ends the run with the cause from the worker's traceback, not a hang."""
+    from facerestore.cluster_worker import RunConfig
+    from facerestore.options import RestoreOptions
+
+    write_photos(tmp_path / "src", 1)
+    config = RunConfig(out=str(tmp_path / "out"), model="no-such-model", options=RestoreOptions())
+    with pytest.raises(cluster.EngineError, match="the Ray job failed: .*unknown model 'no-such-model'"):
+        cluster.run(list(iter_inputs([tmp_path / "src"])), config, is_video=lambda p: False)
 
 
 def test_c_interrupted_driver_then_rerun(tmp_path, ray_cluster):

@@ -152,6 +152,8 @@ def restore_on_ray(found, options, out_dir: pathlib.Path, *, model: str, device:
 
     for it in found:  # actors may run elsewhere, in another folder: absolute paths
         it.path = pathlib.Path(os.path.abspath(it.path))
+    if os.path.exists(model):  # a checkpoint path, not a bundled name
+        model = os.path.abspath(model)
     config = RunConfig(out=os.path.abspath(out_dir), model=model, options=options, device=device,
                        batch_size=batch_size, precision=precision, aligned=aligned, save_faces=save_faces,
                        compare=compare, video=video)
