@@ -213,9 +213,17 @@ def bench_stages(args, work: pathlib.Path) -> tuple[list[list[str]], dict]:
         enc = timed(lambda: [write_image(folder / f"o{i}.jpg", o) for i, o in enumerate(outs)])
         in_bytes = sum(p.stat().st_size for p in paths) / k
         out_bytes = sum((folder / f"o{i}.jpg").stat().st_size for i in range(k)) / k
-        crops = torch.rand(16, 3, r.lq_size, r.lq_size)
+        crops = torch.rand(16, 3, r.lq_size, r.lq_size, generator=torch.Generator().manual_seed(0))
         model = timed(lambda: r.run_model(crops), 3)
         per_face = (model[0] / 16, model[1] / 16)
+        if size == args.size:  # the same faces in another batch, or on another thread count
+            full = r.run_model(crops)[0]
+            batch = (full[3:10] - r.run_model(crops[3:10])[0]).abs().max().item()
+            torch.set_num_threads(1)
+            threads = (full - r.run_model(crops)[0]).abs().max().item()
+            torch.set_num_threads(2)
+            rows.append(["", f"model output, the same faces in a batch of 7 instead of 16: max change {batch:.1e}; "
+                         f"on 1 thread instead of 2: {threads:.1e}", "", ""])
         paste = (max(0.0, whole[0] / k - per_face[0] * faces / k), max(0.0, whole[1] / k - per_face[1] * faces / k))
         c = dict(mp=mp, faces=faces / k, decode=dec[1] / k, detect=det[1] / k, model_face=per_face[1],
                  paste=paste[1], encode=enc[1] / k, in_bytes=in_bytes, out_bytes=out_bytes)

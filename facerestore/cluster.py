@@ -186,6 +186,8 @@ def connect(address: Optional[str]) -> bool:
         # a local cluster on the loopback interface only (Ray binds its node address otherwise);
         # read when ray is first imported
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        # the embedded cluster is this process's own: Ray's note that it uses token auth is noise
+        logging.getLogger("ray._private.authentication.authentication_token_setup").setLevel(logging.ERROR)
     check_reachable(address)
     import ray
 
