@@ -28,7 +28,7 @@ SHARED = ROOT.parent / "shared" / "data" / "scenes"
 RUNS = [
     ("photos", [], ["photos"]),
     ("upscale2_fidelity05", ["-s", "2", "-w", "0.5"], ["photos"]),
-    ("masked_gen", ["-m", "masked-gen", "--draw-box"], ["photos"]),
+    ("masked_gen", ["-m", "{before_weights}/masked-gen.safetensors", "--draw-box"], ["photos"]),
     ("aligned", ["--aligned", "--suffix", "_r", "--ext", "png"], ["aligned"]),
     ("video", ["--detect-every", "3"], ["clip.mp4"]),
 ]
@@ -72,9 +72,11 @@ def make_inputs(folder: pathlib.Path) -> None:
     write_clip(folder / "clip.mp4", [np.asarray(f) for f in frames], 25)
 
 
-def run_version(code: pathlib.Path | None, inputs: pathlib.Path, out: pathlib.Path) -> dict[str, str]:
+def run_version(code: pathlib.Path | None, inputs: pathlib.Path, out: pathlib.Path,
+                before_weights: pathlib.Path) -> dict[str, str]:
     """Every run of :data:`RUNS` plus the engine, with ``code`` (None: the current tree) first on
-    the path; returns relative output path -> sha256."""
+    the path; returns relative output path -> sha256. A bundled model that changed between the two
+    commits is given as the other commit's file (``before_weights``), so only the code differs."""
     env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="2")
     if code is not None:
         shim = out.parent / f"{out.name}_path"
@@ -87,7 +89,7 @@ def run_version(code: pathlib.Path | None, inputs: pathlib.Path, out: pathlib.Pa
     hashes: dict[str, str] = {}
     for name, extra, sources in RUNS:
         cmd = [sys.executable, "-m", "facerestore.cli", "restore", *[str(inputs / s) for s in sources],
-               "-o", str(out / name), "-q", *extra]
+               "-o", str(out / name), "-q", *[e.format(before_weights=before_weights) for e in extra]]
         subprocess.run(cmd, check=True, env=env, cwd=out.parent, capture_output=True)
     for f in sorted(out.rglob("*")):
         if f.is_file():
@@ -112,8 +114,9 @@ def main() -> int:
     subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(args.work / "code"), args.before],
                    check=True, capture_output=True)
     try:
-        before = run_version(args.work / "code", args.work / "inputs", args.work / "before")
-        after = run_version(None, args.work / "inputs", args.work / "after")
+        weights = args.work / "code" / "facerestore" / "weights"
+        before = run_version(args.work / "code", args.work / "inputs", args.work / "before", weights)
+        after = run_version(None, args.work / "inputs", args.work / "after", weights)
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(args.work / "code")],
                        capture_output=True)
