@@ -2,16 +2,16 @@
 each stage per photo, per face and per video frame, and from those a plan for a 100-node cluster.
 
     python -m benchmarks.scale [--photos 500] [--size 256] [--model masked-any] [--workers 1 2]
-                               [--video-seconds 4] [--nodes 100] [--node-cores 32] [--write]
+                               [--rounds 2] [--video-seconds 4] [--nodes 100] [--node-cores 32] [--write]
 
 1. Engines: ``--photos`` photos (the masked astronaut's head, each cropped, scaled and noised a
    little differently, ``--size`` px square, JPEG q90, one masked face each) restored by
-   ``facerestore restore`` in a subprocess: the local engine, then ``--engine ray`` with each
-   ``--workers`` count, then the local engine again (the machine is shared: the two local runs
-   bracket the Ray ones and their mean is the reference). Wall time includes start-up (the model
-   load; for Ray also ``ray.init`` and the actors). For Ray runs the steady rate comes from the
-   manifest (rows' finish times), the rest of the wall time is start-up. Each Ray output tree is
-   compared with the local one byte for byte. Then the finished Ray run is run again (nothing to
+   ``facerestore restore`` in a subprocess, in ``--rounds`` rounds of: the local engine, then
+   ``--engine ray`` with each ``--workers`` count (the machine is shared: each Ray run is compared
+   with the local run of its own round). Wall time includes start-up (the model load; for Ray also
+   ``ray.init`` and the actors). For Ray runs the steady rate comes from the manifest (rows' finish
+   times), the rest of the wall time is start-up. Each Ray output tree is compared with the local
+   one byte for byte. Then the finished Ray run is run again (nothing to
    do: the target is Ray's start-up + 10 s; it does not start Ray at all). Last, 24 photos and one
    unreadable file through both engines: the one case where their groups differ (docs/scale.md).
 2. Stages, in this process with 2 torch threads as the local engine: decode, detection (groups of
@@ -106,50 +106,62 @@ def steady_rate(out: pathlib.Path) -> tuple[float, int]:
     return (later / (t[-1] - t[0]) if later and t[-1] > t[0] else 0.0), len(t)
 
 
+def tree_diff(a: pathlib.Path, b: pathlib.Path) -> str:
+    """``yes`` when both trees hold the same bytes, else how many files and 8-bit values differ."""
+    from PIL import Image
+
+    ta, tb = tree(a), tree(b)
+    if ta == tb:
+        return "yes"
+    if sorted(ta) != sorted(tb):
+        return "**other files**"
+    files, values, most = 0, 0, 0
+    for k in ta:
+        if ta[k] != tb[k]:
+            files += 1
+            x, y = np.asarray(Image.open(a / k)).astype(int), np.asarray(Image.open(b / k)).astype(int)
+            values, most = values + int((x != y).sum()), max(most, int(np.abs(x - y).max()))
+    return f"no: {files} files, {values} values by at most {most}"
+
+
 def bench_engines(args, work: pathlib.Path) -> tuple[list[list[str]], dict]:
+    """``--rounds`` rounds of: the local engine, then the Ray engine with each ``--workers``; each
+    Ray run's speed is a ratio to the local run of its own round (the machine is shared: runs close
+    in time see the same load)."""
     src = work / "photos"
     write_collection(src, args.photos, args.size)
     common = ["-q", "-m", args.model]
-    runs, facts = [], {}
-    load = [os.getloadavg()[0]]
-
-    def local(tag: str) -> float:
-        out = work / f"local_{tag}"
-        wall, text, rc = cli(str(src), "-o", str(out), *common)
-        assert rc == 0, text
+    runs, facts, ratios, load = [], {}, {w: [] for w in args.workers}, []
+    for k in range(args.rounds):
+        out_local = work / f"local_{k}"
+        wall_local, text, rc = cli(str(src), "-o", str(out_local), *common)
+        assert rc == 0, (rc, text)
         facts.setdefault("summary", re.search(r"summary: .*", text).group(0))
         load.append(os.getloadavg()[0])
-        runs.append([f"local engine ({tag})", f"{wall:.1f}", f"{args.photos / wall:.2f}", "", "", "", ""])
-        return wall
-
-    first = local("first")
-    ray_runs = []
-    for w in args.workers:
-        out = work / f"ray_{w}"
-        wall, text, rc = cli(str(src), "-o", str(out), *common, "--engine", "ray", "--workers", str(w))
-        assert rc == 0, text
-        rate, n = steady_rate(out)
-        pool = re.search(r"(\d+) actor\(s\) of ([\d.]+) CPU", text)
-        same = tree(out) == tree(work / "local_first")
-        load.append(os.getloadavg()[0])
-        ray_runs.append((w, wall, rate, out, same, pool.group(0) if pool else "?"))
-    last = local("last")
-    ref = (first + last) / 2
-    runs[0][3] = runs[1][3] = "1.00 (ref: mean of the two)"
-    for w, wall, rate, out, same, pool in ray_runs:
-        start = wall - args.photos / rate if rate else float("nan")
-        runs.insert(-1, [f"ray, --workers {w} ({pool})", f"{wall:.1f}", f"{args.photos / wall:.2f}",
-                         f"**{ref / wall:.2f}**", f"{rate:.2f}", f"{start:.1f}", "yes" if same else "**no**"])
-    again, text, rc = cli(str(src), "-o", str(ray_runs[0][3]), *common, "--engine", "ray", "--workers",
-                          str(ray_runs[0][0]))
+        runs.append([f"round {k + 1}: local engine", f"{wall_local:.1f}", f"{args.photos / wall_local:.2f}", "1.00",
+                     "", "", "", f"{load[-1]:.1f}"])
+        for w in args.workers:
+            out = work / f"ray_{w}_{k}"
+            wall, text, rc = cli(str(src), "-o", str(out), *common, "--engine", "ray", "--workers", str(w))
+            assert rc == 0, (rc, text)
+            rate, _ = steady_rate(out)
+            pool = re.search(r"\d+ actor\(s\) of [\d.]+ CPU", text)
+            load.append(os.getloadavg()[0])
+            ratios[w].append(wall_local / wall)
+            start = wall - args.photos / rate if rate else float("nan")
+            runs.append([f"round {k + 1}: ray, --workers {w} ({pool.group(0) if pool else '?'})", f"{wall:.1f}",
+                         f"{args.photos / wall:.2f}", f"**{wall_local / wall:.2f}**", f"{rate:.2f}", f"{start:.1f}",
+                         tree_diff(out, out_local), f"{load[-1]:.1f}"])
+            facts.setdefault("first_ray", out)
+    again, text, rc = cli(str(src), "-o", str(facts["first_ray"]), *common, "--engine", "ray", "--workers",
+                          str(args.workers[0]))
     redo = re.search(r"resume: [^(]*", text)
-    runs.append(["ray, rerun of the finished run", f"{again:.1f}", "", "", "", "",
-                 (redo.group(0).strip() if redo else text.strip().splitlines()[-1])[:60]])
+    runs.append(["ray, rerun of a finished run", f"{again:.1f}", "", "", "", "",
+                 (redo.group(0).strip() if redo else text.strip().splitlines()[-1])[:60], f"{os.getloadavg()[0]:.1f}"])
     from facerestore.run_manifest import MANIFEST, STATE_DIR
 
-    mf = ray_runs[0][3] / STATE_DIR / MANIFEST
-    facts.update(ref=ref, spread=abs(first - last) / ref, load=load, ray=ray_runs, again=again,
-                 manifest_bytes=mf.stat().st_size / args.photos)
+    mf = facts["first_ray"] / STATE_DIR / MANIFEST
+    facts.update(ratios=ratios, load=load, again=again, manifest_bytes=mf.stat().st_size / args.photos)
     return runs, facts
 
 
@@ -303,20 +315,21 @@ def plan(args, costs: dict, video: dict, facts: dict) -> list[list[str]]:
     cores = args.nodes * args.node_cores
     photo_all = sum(photo_cpu.values())
     photo_gpu_cpu = photo_cpu["decode"] + photo_cpu["paste"] + photo_cpu["encode"]
+    cpu_top = max(("decode", "paste", "encode"), key=photo_cpu.get)
     in_b = per_mp("in_bytes")[0] + per_mp("in_bytes")[1] * mp
     out_b = per_mp("out_bytes")[0] + per_mp("out_bytes")[1] * mp
     h = lambda cpu_s, n: cpu_s * n / cores / 3600  # noqa: E731
-    ratio = max((facts["ref"] / wall for _, wall, *_ in facts["ray"]), default=float("nan"))
+    ratio = max((min(r) for r in facts.get("ratios", {}).values() if r), default=float("nan"))
     share = lambda k: f"{photo_cpu[k] / photo_all * 100:.0f} %"  # noqa: E731
     rows = [
         ["10 M photos, CPU only", f"{photo_all * 1000:.0f} CPU-ms/photo",
          f"**{h(photo_all, n_photos):.1f} h**",
          f"decode {share('decode')}, detection {share('detect')}, model {share('model')}, paste {share('paste')}, "
-         f"encode {share('encode')}: detection dominates"],
+         f"encode {share('encode')}: {NAMES[max(photo_cpu, key=photo_cpu.get)]} dominates"],
         ["10 M photos, + 1 GPU/node (detection, model)", f"{photo_gpu_cpu * 1000:.0f} CPU-ms/photo on CPU",
          f"**{h(photo_gpu_cpu, n_photos):.1f} h** (if the GPUs keep up)",
          f"each GPU must detect + restore {n_photos / (h(photo_gpu_cpu, n_photos) * 3600) / args.nodes:.0f} "
-         f"photos/s; then decode + encode bound it"],
+         f"photos/s; then the CPU stages bound it, {NAMES[cpu_top]} first"],
         ["10 M photos: storage", f"{in_b / 1e6:.2f} MB in, {out_b / 1e6:.2f} MB out per photo",
          f"{(in_b + out_b) * n_photos / 1e12:.1f} TB moved",
          f"{(in_b + out_b) * n_photos / (h(photo_gpu_cpu, n_photos) * 3600) / 1e9:.2f} GB/s in all at the GPU rate"],
@@ -326,11 +339,16 @@ def plan(args, costs: dict, video: dict, facts: dict) -> list[list[str]]:
         ["10,000 h video, + 1 GPU/node", f"{video['plain'] * 1000:.0f} CPU-ms/frame on CPU",
          f"**{h(video['plain'], frames):.0f} h** (if the GPUs keep up)",
          "H.264 decode + encode on CPU is the bottleneck: NVDEC/NVENC would move it"],
-        ["Ray overhead measured here", f"Ray/local {ratio:.2f} (best)", "", "multiply the hours by local/Ray"],
+        ["Ray overhead measured here", f"speed vs local {ratio:.2f} (the best pool, its worst round)", "",
+         "divide the hours by it"],
         ["manifest", f"{facts.get('manifest_bytes', float('nan')):.0f} bytes/row (Parquet)",
          f"{facts.get('manifest_bytes', float('nan')) * n_photos / 1e9:.1f} GB for 10 M photos", ""],
     ]
     return rows
+
+
+NAMES = {"decode": "decode", "detect": "detection", "model": "the model", "paste": "the paste-back",
+         "encode": "encode"}
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:
@@ -344,6 +362,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--model", default="masked-any")
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--video-seconds", type=float, default=4.0)
     ap.add_argument("--nodes", type=int, default=100)
     ap.add_argument("--node-cores", type=int, default=32)
@@ -362,7 +381,7 @@ def main() -> None:
     except ImportError:
         rv = "not installed"
     try:
-        facts: dict = {"ref": float("nan"), "ray": [], "load": []}
+        facts: dict = {"ratios": {}, "load": []}
         engines, shift = [], ""
         if not args.skip_engines:
             engines, facts = bench_engines(args, work)
@@ -372,14 +391,15 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     head = (f"`python -m benchmarks.scale {' '.join(sys.argv[1:])}` on {when}: {cpu_name()}, {os.cpu_count()} "
-            f"logical CPUs, torch {torch.__version__}, ray {rv}, model `{args.model}`; 1-minute load average "
-            f"during the engine runs: {', '.join(f'{x:.1f}' for x in facts['load']) or 'n/a'}.\n\n")
+            f"logical CPUs, torch {torch.__version__}, ray {rv}, model `{args.model}`; \"load\" is the 1-minute load "
+            f"average after each run (2.0 = both cores busy; above that, other jobs shared them).\n\n")
     parts = [head]
     if engines:
         parts.append(f"{args.photos} photos {args.size}x{args.size}, one masked face each; {facts.get('summary', '')} "
-                     f"(local). The two local runs differ by {facts['spread'] * 100:.0f} %.\n\n")
+                     f"(local, round 1). Speed vs local: the local run of the same round over the Ray run's wall "
+                     f"time, start-up included.\n\n")
         parts.append(table(["run", "wall s", "photos/s (wall)", "speed vs local", "photos/s (steady)",
-                            "start-up s", "same bytes as local"], engines) + "\n" + shift)
+                            "start-up s", "same bytes as local", "load"], engines) + "\n" + shift)
     parts.append(table(["photos", "stage", "wall ms", "CPU ms (all threads)"], stages) + "\n")
     parts.append(table(["video 1280x720, 25 fps", "frames/s (wall)", "CPU-ms/frame", ""], vrows) + "\n")
     parts.append(f"Plan: {args.nodes} nodes x {args.node_cores} cores, photos of {args.plan_mp:g} MP with one "
