@@ -178,11 +178,12 @@ def bench_speed(restorer, folder: pathlib.Path, args) -> list[tuple[str, str, st
             from facerestore.interfaces import Detection
             return [Detection(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0, 5, 2)) for _ in images]
 
-    saved, restorer._detector = restorer._detector, NoFaces()
+    name = restorer.options.detector
+    saved, restorer._detectors[name] = restorer.detector_for(name), NoFaces()
     t, cpu = time.perf_counter(), time.process_time()
     video.restore_video(restorer, src, folder / "speed_plain.mp4", detect_every=args.detect_every)
     plain, cpu = time.perf_counter() - t, time.process_time() - cpu
-    restorer._detector = saved
+    restorer._detectors[name] = saved
     rows.append(("  decode + encode only (no faces)", f"{n / plain:.1f} frames/s",
                  f"{n / cpu:.1f} frames/CPU-s; libx264 crf 18, preset medium"))
     return rows
