@@ -251,20 +251,16 @@ def bench_stages(args, work: pathlib.Path) -> tuple[list[list[str]], dict]:
 
 def bench_video(args, work: pathlib.Path) -> tuple[list[list[str]], dict]:
     """A 1280x720 25 fps clip, one masked face moving across: restore_video and decode+encode."""
-    import torch.nn.functional as F
 
-    from benchmarks.video import masked_photo, write_clip
+    from benchmarks.video import head_and_background, write_clip
     from facerestore.interfaces import Detection
     from facerestore.restore import Restorer
     from facerestore.video import restore_video
 
     view, fps = (1280, 720), 25
     n = int(args.video_seconds * fps)
-    head = F.interpolate(masked_photo()[None, :, 40:200, 150:300], scale_factor=1.0, mode="bicubic")[0]
-    head = head.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    head, bg = head_and_background(view, 1.0)
     hh, hw = head.shape[:2]
-    yy, xx = np.mgrid[0:view[1], 0:view[0]]
-    bg = np.stack([60 + 40 * np.sin(xx / 37.0), 80 + 30 * np.cos(yy / 23.0), 70 + 0 * xx], -1).astype(np.uint8)
     frames = []
     for i in range(n):
         f = bg.copy()

@@ -72,6 +72,17 @@ def render(photo: torch.Tensor, m: torch.Tensor, view: tuple[int, int]) -> np.nd
     return out.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
 
 
+def head_and_background(view: tuple[int, int], scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """The masked astronaut's head at ``scale`` (H, W, 3) uint8 and a smooth synthetic background
+    (view[1], view[0], 3) uint8: the pieces of the speed clips (here and benchmarks/scale.py)."""
+    head = F.interpolate(masked_photo()[None, :, 40:200, 150:300], scale_factor=scale, mode="bicubic",
+                         antialias=scale < 1)[0]
+    head = head.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    yy, xx = np.mgrid[0:view[1], 0:view[0]]
+    bg = np.stack([60 + 40 * np.sin(xx / 37.0), 80 + 30 * np.cos(yy / 23.0), 70 + 0 * xx], -1).astype(np.uint8)
+    return head, bg
+
+
 def write_clip(path: pathlib.Path, frames: list[np.ndarray], fps: int) -> None:
     import av
 
@@ -139,12 +150,8 @@ def bench_speed(restorer, folder: pathlib.Path, args) -> list[tuple[str, str, st
 
     view, fps = (640, 360), 25
     n = int(args.seconds * fps)
-    photo = masked_photo()
-    head = F.interpolate(photo[None, :, 40:200, 150:300], scale_factor=0.5, mode="bicubic", antialias=True)[0]
-    head = head.clamp(0, 1).mul(255).round().byte().permute(1, 2, 0).numpy()
+    head, bg = head_and_background(view, 0.5)
     hh, hw = head.shape[:2]
-    yy, xx = np.mgrid[0:view[1], 0:view[0]]
-    bg = np.stack([60 + 40 * np.sin(xx / 37.0), 80 + 30 * np.cos(yy / 23.0), 70 + 0 * xx], -1).astype(np.uint8)
     frames = []
     for i in range(n):
         f = bg.copy()
