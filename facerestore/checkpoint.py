@@ -177,7 +177,11 @@ def average_into(module: nn.Module, others: Iterable[nn.Module], what: str) -> n
 
 def load_matching(module: nn.Module, tensors: Mapping[str, Tensor], what: str) -> list[str]:
     """Warm start: load every tensor whose name and shape match ``module``'s; the module's other
-    tensors keep their initialisation. Returns the names not loaded; fails if nothing matches."""
+    tensors keep their initialisation. Returns the names not loaded; fails if nothing matches.
+    A module with ``adapt_tensors`` (:class:`~facerestore.interfaces.Generator`) first translates
+    an older layout's tensors."""
+    adapt = getattr(module, "adapt_tensors", None)
+    tensors = adapt(tensors) if adapt is not None else tensors
     own = module.state_dict()
     match = {k: v.to(own[k].dtype) for k, v in tensors.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not match:

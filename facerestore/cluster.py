@@ -81,9 +81,11 @@ class Pool:
 def plan_pool(nodes: list[dict], workers: Optional[int] = None, gpu: bool = False) -> Pool:
     """Size the actor pool from the alive nodes' resources (``[{"CPU": 2.0, "GPU": 0.0}, ...]``).
 
-    CPU only: by default one actor per 2 CPUs of each node (2 torch threads each: the model's own
-    threads use them better than more actors would, and each actor holds a model); the actors share
-    each node's CPUs less :data:`RESERVE_CPU`, so Ray Data's own tasks always get CPU (fractional
+    CPU only: by default one actor per CPU of each node, on one torch thread each (on 2 cores two
+    1-thread actors ran 0.93-0.98x the local engine, one 2-thread actor 0.51-0.61x: a 2-thread team
+    stalls whenever Ray's own processes take a core; the outputs are the same bytes on any thread
+    count, ``plugins/attention.py``); each actor holds a model (~0.4 GB). The actors share each
+    node's CPUs less :data:`RESERVE_CPU`, so Ray Data's own tasks always get CPU (fractional
     ``num_cpus``; whole CPUs deadlocked on 2 cores). With ``gpu``: one actor per GPU, 1 GPU and one
     CPU each (a fraction on a small node). ``workers`` overrides the count (more actors than the
     default share the CPUs more thinly)."""
@@ -98,7 +100,7 @@ def plan_pool(nodes: list[dict], workers: Optional[int] = None, gpu: bool = Fals
         per_actor = min(1.0, (min(cpus) - RESERVE_CPU) / math.ceil(n / len(nodes)))
         return Pool(n, round(max(per_actor, 0.1), 3), min(1.0, gpus / n), 1)
     usable = [max(c - RESERVE_CPU, c / 2) for c in cpus]
-    n = workers or sum(max(1, int(round(u / 2))) for u in usable)
+    n = workers or sum(max(1, int(c)) for c in cpus)
     # the actors are spread over the nodes: each must fit on the smallest node with its share
     per_node = math.ceil(n / len(nodes))
     per_actor = math.floor(min(usable) / per_node * 1000) / 1000

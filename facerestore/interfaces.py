@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Callable, ClassVar, Optional
 
 import torch
@@ -231,6 +232,11 @@ class Generator(nn.Module, ABC):
 
     def stage_modules(self) -> dict[str, nn.Module]:
         return {"generator": self}
+
+    def adapt_tensors(self, tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """A warm start's tensors (``train.init``) translated to this generator's layout, where a
+        release changes the shape of a layer it keeps (e.g. a decoder rebuilt); by default as given."""
+        return dict(tensors)
 
 
 class Discriminator(nn.Module, ABC):

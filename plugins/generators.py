@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
 from facerestore.components import resolve
 
+from .attention import spatial_mean
 from .denoisers import ResBlock, clamp01, conv3x3, scale_init_
 
 
@@ -39,7 +40,7 @@ class LearnedIdentity(nn.Module):
         self.proj = nn.Linear(4 * c, dim)
 
     def forward(self, face: Tensor) -> Tensor:
-        return F.normalize(self.proj(self.features(face).mean((2, 3))), dim=1)
+        return F.normalize(self.proj(spatial_mean(self.features(face)).flatten(1)), dim=1)
 
 
 class EncoderIdentity(nn.Module):

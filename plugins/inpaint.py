@@ -17,6 +17,9 @@ Tensor contract: ``lq`` (B, 3, S, S) in [0, 1], S divisible by 4. Outputs those 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -127,22 +130,50 @@ class InpaintBranch(nn.Module):
     residual blocks of ``channels`` at S/4 (32x32 for 128 px: every layer sees the whole face), then
     a decoder that synthesises at S/2 (a residual block with the S/2 skip) and a full-resolution
     refinement of width ``refine``. The last layers start at zero: the branch is silent at step 0.
+
+    ``decoder``: ``"shuffle"`` doubles the size twice by pixel shuffle (versions 1-3); two of them
+    give every output pixel one of 16 phase-specific filters, which an adversarial or identity term
+    turns into a 4-px dot grid. ``"resize"`` convolves, then doubles by bilinear interpolation (the
+    same filter at every phase; Odena et al., "Deconvolution and checkerboard artifacts", 2016).
+    :meth:`adapt_tensors` turns a shuffle decoder's weights into a resize decoder's.
     """
 
     IN = 3 + 3 + 1  # lq, faithful face, occlusion map
+    DECODERS = ("shuffle", "resize")
+    #: the decoder's convolutions that feed a 2x pixel shuffle in the ``"shuffle"`` layout
+    SHUFFLED = ("up.0", "tail.0")
 
-    def __init__(self, channels: int, blocks: int, refine: int, half: int = 32):
+    def __init__(self, channels: int, blocks: int, refine: int, half: int = 32, decoder: str = "shuffle"):
         super().__init__()
-        c = channels
+        if decoder not in self.DECODERS:
+            raise ValueError(f"decoder must be one of {self.DECODERS}, got {decoder!r}")
+        c, k = channels, 4 if decoder == "shuffle" else 1
+        self.decoder = decoder
+        double = nn.PixelShuffle(2) if k == 4 else nn.Upsample(scale_factor=2, mode="bilinear")
         self.head = nn.Sequential(conv3x3(4 * self.IN, half), nn.ReLU(inplace=True))
         self.down = nn.Sequential(conv3x3(half, c, stride=2), nn.ReLU(inplace=True))
         self.body = nn.Sequential(*(FFCResBlock(c) for _ in range(blocks)))
-        self.up = nn.Sequential(conv3x3(c, 4 * half), nn.PixelShuffle(2), nn.ReLU(inplace=True))
+        self.up = nn.Sequential(conv3x3(c, k * half), double, nn.ReLU(inplace=True))
         self.mid = ResBlock(half)
-        self.tail = nn.Sequential(conv3x3(half, 4 * 4), nn.PixelShuffle(2))
+        self.tail = nn.Sequential(conv3x3(half, k * 4), copy.deepcopy(double))
         self.refine = nn.Sequential(conv3x3(self.IN + 4, refine), nn.ReLU(inplace=True), conv3x3(refine, 4))
         scale_init_(self.tail[0], 0.1)
         scale_init_(self.refine[-1], 0.0)
+
+    def adapt_tensors(self, tensors: Mapping[str, Tensor], prefix: str = "") -> dict[str, Tensor]:
+        """A shuffle decoder's tensors for this branch: with ``decoder="resize"``, each conv that fed
+        a pixel shuffle becomes the mean of its four sub-pixel filters (channel ``4 c + i``, PyTorch's
+        shuffle order), the smooth part of what the shuffle decoder drew. Other tensors pass as they are."""
+        out = dict(tensors)
+        if self.decoder != "resize":
+            return out
+        for name in self.SHUFFLED:
+            for kind in ("weight", "bias"):
+                key, own = f"{prefix}{name}.{kind}", self.get_parameter(f"{name}.{kind}")
+                t = out.get(key)
+                if t is not None and t.shape[0] == 4 * own.shape[0] and t.shape[1:] == own.shape[1:]:
+                    out[key] = t.reshape(own.shape[0], 4, *t.shape[1:]).mean(1)
+        return out
 
     def forward(self, lq: Tensor, faithful: Tensor, occ: Tensor) -> Tensor:
         x = torch.cat([lq, faithful, occ], 1)
@@ -160,21 +191,22 @@ class InpaintAnyScale(JDSRAnyScale):
     trains only the new branch. ``fidelity`` (0 realistic .. 1 faithful) scales the branch's
     residual at inference; the refined occlusion map does not depend on it. ``gate``: the residual
     applies only where the refined occlusion map says the face is hidden, so the visible face stays
-    the faithful one (its identity) and the synthesis is confined to the mask.
+    the faithful one (its identity) and the synthesis is confined to the mask. ``decoder``: how the
+    branch doubles its size (:class:`InpaintBranch`).
     """
 
     def __init__(self, denoiser: Denoiser = "jdsr_denoiser", upsampler: Upsampler = "jdsr_sr",
                  identity_channels: int = 32, fusion_channels: int = 48, fusion_blocks: int = 3,
                  refine_channels: int = 0, half_channels: int = 32, half_blocks: int = 0,
                  inpaint_channels: int = 64, inpaint_blocks: int = 6, inpaint_refine: int = 32,
-                 freeze_base: bool = False, gate: bool = False):
+                 freeze_base: bool = False, gate: bool = False, decoder: str = "shuffle"):
         super().__init__(denoiser, upsampler, identity_channels, fusion_channels, fusion_blocks,
                          refine_channels, half_channels, half_blocks)
         if inpaint_channels < 2 or inpaint_blocks < 0 or inpaint_refine < 1:
             raise ValueError("inpaint_channels >= 2, inpaint_blocks >= 0, inpaint_refine >= 1")
         self.freeze_base, self.gate = bool(freeze_base), bool(gate)
         base = list(self.parameters())
-        self.inpaint = InpaintBranch(inpaint_channels, inpaint_blocks, inpaint_refine)
+        self.inpaint = InpaintBranch(inpaint_channels, inpaint_blocks, inpaint_refine, decoder=decoder)
         if self.freeze_base:
             for p in base:
                 p.requires_grad_(False)
@@ -187,6 +219,10 @@ class InpaintAnyScale(JDSRAnyScale):
                 if name != "inpaint":
                     m.eval()
         return self
+
+    def adapt_tensors(self, tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Warm start from another decoder layout (:meth:`InpaintBranch.adapt_tensors`)."""
+        return self.inpaint.adapt_tensors(tensors, prefix="inpaint.")
 
     def stage_modules(self) -> dict[str, nn.Module]:
         return {**super().stage_modules(), "inpaint": self.inpaint}

@@ -44,17 +44,18 @@ needs_ray = pytest.mark.skipif(
 def test_pool_leaves_cpu_for_ray_datas_own_tasks():
     """2 actors of 1 CPU each on 2 CPUs deadlocked (the read tasks got none): every pool leaves
     RESERVE_CPU of each node free, and each actor fits on one node."""
-    for cpus, default in ((1, 1), (2, 1), (4, 2), (32, 16)):  # one actor per 2 usable CPUs
+    for cpus, default in ((1, 1), (2, 2), (4, 4), (32, 32)):  # one actor per CPU
         for workers in (None, 1, 2, 3, 8):
             pool = cluster.plan_pool([{"CPU": float(cpus)}], workers)
             assert pool.workers == (workers or default)
             assert pool.workers * pool.num_cpus <= cpus - min(cluster.RESERVE_CPU, cpus / 2)
             assert pool.threads >= 1
     two = cluster.plan_pool([{"CPU": 2.0}])
-    assert (two.workers, two.num_cpus, two.threads) == (1, 1.5, 2)
-    assert cluster.plan_pool([{"CPU": 2.0}], 2).num_cpus == 0.75
-    nodes = cluster.plan_pool([{"CPU": 8.0}, {"CPU": 4.0}])  # per node: 4 + 2 actors, each fits on the 4-CPU node
-    assert nodes.workers == 6 and nodes.num_cpus * 3 <= 4 - cluster.RESERVE_CPU
+    assert (two.workers, two.num_cpus, two.threads) == (2, 0.75, 1)
+    one = cluster.plan_pool([{"CPU": 2.0}], 1)
+    assert (one.workers, one.num_cpus, one.threads) == (1, 1.5, 2)
+    nodes = cluster.plan_pool([{"CPU": 8.0}, {"CPU": 4.0}])  # 12 actors, 6 per node fit on the 4-CPU node
+    assert nodes.workers == 12 and nodes.num_cpus * 6 <= 4 - cluster.RESERVE_CPU and nodes.threads == 1
     gpu = cluster.plan_pool([{"CPU": 8.0, "GPU": 1.0}, {"CPU": 8.0, "GPU": 1.0}], gpu=True)
     assert (gpu.workers, gpu.num_gpus) == (2, 1.0)
     with pytest.raises(cluster.EngineError, match="no GPU"):

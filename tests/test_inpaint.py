@@ -179,3 +179,27 @@ def test_fourier_unit_matches_torch_fft_and_exports_to_onnx(tmp_path):
         g.inpaint.refine[-1].bias.fill_(0.1)
     export_onnx(g, 32, tmp_path / "g.onnx")
     assert onnx_max_error(g, 32, tmp_path / "g.onnx") < 1e-4
+
+
+def test_resize_decoder_warm_starts_from_a_shuffle_decoder():
+    """Versions 1-3 doubled by pixel shuffle; a ``decoder = "resize"`` release loads them whole:
+    each conv that fed a shuffle becomes the mean of its four sub-pixel filters (shuffle channel
+    ``4 c + k`` is sub-pixel ``k`` of output channel ``c``)."""
+    torch.manual_seed(0)
+    old = default_registry().build("generator", INPAINT, "g")
+    with torch.no_grad():
+        for p in old.inpaint.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    new = default_registry().build("generator", {**INPAINT, "decoder": "resize"}, "g")
+    assert load_matching(new, old.state_dict(), "test") == []
+    for name in ("up.0", "tail.0"):
+        for kind in ("weight", "bias"):
+            w = old.inpaint.get_parameter(f"{name}.{kind}")
+            expect = torch.stack([w[k::4] for k in range(4)]).mean(0)
+            assert torch.equal(new.inpaint.get_parameter(f"{name}.{kind}"), expect), name
+    assert torch.equal(new.inpaint.mid.state_dict()["body.0.weight"], old.inpaint.mid.state_dict()["body.0.weight"])
+    assert not any(isinstance(m, torch.nn.PixelShuffle) for m in new.inpaint.modules())
+    out = new.eval()(torch.rand(2, 3, 32, 32))
+    assert out["sr"].shape == (2, 3, 32, 32) and out["delta"].abs().sum() > 0
+    with pytest.raises(ValueError, match="decoder must be one of"):
+        default_registry().build("generator", {**INPAINT, "decoder": "nearest"}, "g")

@@ -286,3 +286,20 @@ def test_progress_callback_form_sets_the_total():
         p.update_to(50, 50)
     assert p.total == 50 and p.done == 50
     assert buf.getvalue().splitlines()[-1].startswith("clip.mp4: 50/50 frames")
+
+
+@pytest.mark.parametrize("name", ["masked-any", "masked-gen"])
+def test_restored_faces_do_not_depend_on_the_thread_count(name):
+    """The same faces on 1 and 2 torch threads give the same bits (the local engine runs all cores,
+    a Ray worker one; issue 37 asks for the same bytes from both)."""
+    grey = astronaut().mean(0, keepdim=True).expand(3, -1, -1)
+    photos = [astronaut(), grey, (astronaut() * 1.05).clamp(0, 1), (astronaut() * 0.97 + 0.02)]
+    r = Restorer.from_pretrained(name, device="cpu", detector=FakeDetector())
+    before, out = torch.get_num_threads(), []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            out.append(torch.cat([res.restored for res in r.restore_many(photos)]))
+    finally:
+        torch.set_num_threads(before)
+    assert out[0].shape[0] == 4 and torch.equal(out[0], out[1]), float((out[0] - out[1]).abs().max())
