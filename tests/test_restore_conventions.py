@@ -303,3 +303,23 @@ def test_restored_faces_do_not_depend_on_the_thread_count(name):
     finally:
         torch.set_num_threads(before)
     assert out[0].shape[0] == 4 and torch.equal(out[0], out[1]), float((out[0] - out[1]).abs().max())
+
+
+def test_an_unreadable_photo_leaves_its_group_one_short(tmp_path, fake_detector, monkeypatch):
+    """Groups are cut by listing position, not by photos read: a bad file does not pull the next
+    photo into its group (the faces of a group share a forward pass whose output moves with the
+    batch), so the Ray engine's units of the same listing write the same bytes."""
+    for i in range(10):
+        save_astro(tmp_path / "d" / f"p{i:02d}.png")
+    (tmp_path / "d" / "p02.png").write_bytes(b"not a png")
+    sizes: list[int] = []
+    original = Restorer.restore_many
+
+    def spy(self, images, *args, **kwargs):
+        sizes.append(len(images))
+        return original(self, images, *args, **kwargs)
+
+    monkeypatch.setattr(Restorer, "restore_many", spy)
+    res = run(tmp_path / "d", "-o", tmp_path / "out", "--model", "bicubic", "-q")
+    assert res.exit_code == 1 and "summary: 9 photos" in res.output, res.output
+    assert sizes == [7, 2]
