@@ -186,14 +186,22 @@ def detail_weight(scale: Tensor) -> Tensor:
     return (2 * scale - 1).clamp(0, 1)
 
 
+#: (erode, feather) of the occlusion's fade at the crop border, fractions of the half-size: 0.5 px
+#: kept out (the warp's padding), then 2 px of fade at 128 px
+OCCLUSION_EDGE = (0.008, 0.03)
+
+
 def composite_weights(occlusion: Tensor, scale: Tensor, fidelity: float, size: int) -> Tensor:
     """Per-face blend weights ``(N, 1, S, S)``: inside the estimated occlusion the restored face
-    always replaces the photo; elsewhere, within the face oval, by ``(1 - fidelity)`` times
-    :func:`detail_weight`. Everything fades out before the crop border."""
+    always replaces the photo, up to :data:`OCCLUSION_EDGE` of the crop's border (a mask reaches
+    the chin, at the crop's bottom: faded out with the face over the last 7 % of the crop, a strip
+    of it stayed); elsewhere, within the face oval, by ``(1 - fidelity)`` times
+    :func:`detail_weight`, faded out over the crop's last 7 %."""
     device = occlusion.device
     border = blend_mask(size, "square", device=device)
+    edge = blend_mask(size, "square", erode=OCCLUSION_EDGE[0], feather=OCCLUSION_EDGE[1], device=device)
     outside = (1 - fidelity) * detail_weight(scale.to(device)).view(-1, 1, 1, 1)
-    return border * torch.maximum(feather_occlusion(occlusion), face_mask(size, device=device) * outside)
+    return torch.maximum(edge * feather_occlusion(occlusion), border * face_mask(size, device=device) * outside)
 
 
 def match_colors(restored: Tensor, reference: Tensor, mask: Tensor, limit: float = 0.15) -> Tensor:

@@ -231,6 +231,9 @@ def test_occlusion_is_replaced_and_the_border_shows_no_seam():
     occ[..., 80:120, 30:98] = 1.0
     w = align.composite_weights(occ, torch.tensor([0.25]), fidelity=1.0, size=128)
     assert w[0, 0, 100, 64] == 1.0 and w[0, 0, 40, 64] == 0.0  # mask replaced, eyes kept
+    occ[..., 80:, 30:98] = 1.0  # a mask down to the crop's bottom edge: replaced to its last 3 rows
+    w = align.composite_weights(occ, torch.tensor([0.25]), fidelity=0.0, size=128)
+    assert w[0, 0, 124, 64] == 1.0 and w[0, 0, 127, 64] < 0.2 and w[0, 0, 124, 20] < 0.5
     img = astronaut()
     m = align.alignment_matrices(ASTRO_LM[None], 128)
     face = (align.warp_crops(img, m, 128) + torch.tensor([0.12, -0.08, 0.05]).view(1, 3, 1, 1)).clamp(0, 1)
