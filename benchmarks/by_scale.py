@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--skip", default="landmarks,speed", help="metric groups not computed")
     p.add_argument("--bf16", action="store_true", help="also score each --model with bf16 autocast")
     p.add_argument("--tta", action="store_true", help="also score each --model with the mirrored self-ensemble")
+    p.add_argument("--fidelity", type=float, action="append", default=[],
+                   help="also score each generative --model at this fidelity (0 realistic .. 1 faithful; repeatable)")
     p.add_argument("--out", default="docs/benchmarks.md", help="Markdown file to update ('' = print only)")
     p.add_argument("--cache", default="runs/by_scale_cache.json", help="score cache ('' = none)")
     p.add_argument("--protocols", default="", help="comma-separated subset of the protocols ('' = all)")
@@ -99,10 +101,12 @@ def main(argv: list[str] | None = None) -> int:
             specs += [(m, "bf16") for m in args.model]
         if args.tta:
             specs += [(m, "fp32+tta") for m in args.model]
+        specs += [(m, f"fp32+w{w:g}") for w in args.fidelity for m in args.model]
         keys = [cache.key(name, spec, prec, val, args) for spec, prec in specs]
         todo = [(spec, prec) for (spec, prec), k in zip(specs, keys) if k not in cache]
         if todo:
-            models = [adaptive_model(spec, data.hq_size, precision=prec.split("+")[0], tta=prec.endswith("+tta"))
+            models = [adaptive_model(spec, data.hq_size, precision=prec.split("+")[0], tta=prec.endswith("+tta"),
+                                     fidelity=float(prec.split("+w")[1]) if "+w" in prec else 0.0)
                       for spec, prec in todo]
             report = E.evaluate(models, data, "cpu", batch_size=16, skip=skip, grid_faces=0)
             for (spec, prec), m in zip(todo, report.models):

@@ -1,7 +1,7 @@
 """Restoring collections at scale: the Ray engine against the local one on this machine, the cost of
 each stage per photo, per face and per video frame, and from those a plan for a 100-node cluster.
 
-    python -m benchmarks.scale [--photos 500] [--size 256] [--model masked-any] [--workers 1 2]
+    python -m benchmarks.scale [--photos 500] [--size 256] [--model masked-any] [--workers 0 1]
                                [--rounds 2] [--video-seconds 4] [--nodes 100] [--node-cores 32] [--write]
 
 1. Engines: ``--photos`` photos (the masked astronaut's head, each cropped, scaled and noised a
@@ -142,19 +142,21 @@ def bench_engines(args, work: pathlib.Path) -> tuple[list[list[str]], dict]:
                      "", "", "", f"{load[-1]:.1f}"])
         for w in args.workers:
             out = work / f"ray_{w}_{k}"
-            wall, text, rc = cli(str(src), "-o", str(out), *common, "--engine", "ray", "--workers", str(w))
+            flag = ["--workers", str(w)] if w else []  # 0: the default pool
+            wall, text, rc = cli(str(src), "-o", str(out), *common, "--engine", "ray", *flag)
             assert rc == 0, (rc, text)
             rate, _ = steady_rate(out)
             pool = re.search(r"\d+ actor\(s\) of [\d.]+ CPU", text)
             load.append(os.getloadavg()[0])
             ratios[w].append(wall_local / wall)
             start = wall - args.photos / rate if rate else float("nan")
-            runs.append([f"round {k + 1}: ray, --workers {w} ({pool.group(0) if pool else '?'})", f"{wall:.1f}",
+            label = f"--workers {w}" if w else "default pool"
+            runs.append([f"round {k + 1}: ray, {label} ({pool.group(0) if pool else '?'})", f"{wall:.1f}",
                          f"{args.photos / wall:.2f}", f"**{wall_local / wall:.2f}**", f"{rate:.2f}", f"{start:.1f}",
                          tree_diff(out, out_local), f"{load[-1]:.1f}"])
             facts.setdefault("first_ray", out)
-    again, text, rc = cli(str(src), "-o", str(facts["first_ray"]), *common, "--engine", "ray", "--workers",
-                          str(args.workers[0]))
+    first = ["--workers", str(args.workers[0])] if args.workers[0] else []
+    again, text, rc = cli(str(src), "-o", str(facts["first_ray"]), *common, "--engine", "ray", *first)
     redo = re.search(r"resume: [^(]*", text)
     runs.append(["ray, rerun of a finished run", f"{again:.1f}", "", "", "", "",
                  (redo.group(0).strip() if redo else text.strip().splitlines()[-1])[:60], f"{os.getloadavg()[0]:.1f}"])
@@ -357,7 +359,8 @@ def main() -> None:
     ap.add_argument("--photos", type=int, default=500)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--model", default="masked-any")
-    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--workers", type=int, nargs="+", default=[0, 1],
+                    help="Ray pools to time, 0 = the default pool (one 1-thread actor per CPU)")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--video-seconds", type=float, default=4.0)
     ap.add_argument("--nodes", type=int, default=100)

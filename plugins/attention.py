@@ -9,31 +9,16 @@ layout (1x1/kxk convs, reductions, broadcasts).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from facerestore.interfaces import Attention
-
-
-def spatial_mean(x: Tensor) -> Tensor:
-    """``x.mean((2, 3), keepdim=True)`` summed in float64: the same value on any number of threads.
-
-    A float32 sum split over threads adds in an order that follows the thread count (channels_last
-    on the CPU), so its last bit, and after the network a few 8-bit output values, did too: a Ray
-    worker on 1 thread and the local engine on 2 wrote different bytes. In float64 the orders
-    differ by ~1e-16, far below float32's step, so the rounded mean is the same. (B, C, H, W) ->
-    (B, C, 1, 1), in ``x``'s dtype."""
-    return x.double().mean((2, 3), keepdim=True).to(x.dtype)
+from facerestore.same_bits import pointwise, spatial_mean
 
 
 def gate_mlp(mlp: nn.Sequential, v: Tensor) -> Tensor:
-    """The channel MLP (1x1 conv, ReLU, 1x1 conv) on a pooled descriptor (B, C, 1, 1), in float64
-    for the reason of :func:`spatial_mean` (oneDNN's 1x1 convs on channels_last vectors pick a
-    kernel by thread count, and their float32 sums follow it). The result is in ``v``'s dtype."""
-    first, last = mlp[0], mlp[2]
-    h = F.linear(v.flatten(1).double(), first.weight.flatten(1).double(), first.bias.double()).relu()
-    out = F.linear(h, last.weight.flatten(1).double(), last.bias.double())
-    return out.to(v.dtype)[..., None, None]
+    """The channel MLP (1x1 conv, ReLU, 1x1 conv) on a pooled descriptor (B, C, 1, 1), each layer
+    in float64 (:mod:`facerestore.same_bits`: its bits must not follow the thread count)."""
+    return pointwise(mlp[2], pointwise(mlp[0], v).relu())
 
 
 def _hidden(channels: int, reduction: int) -> int:

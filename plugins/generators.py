@@ -20,8 +20,8 @@ from torch import Tensor, nn
 
 from facerestore.interfaces import Denoiser, Generator, IdentityEncoder, Upsampler
 from facerestore.components import resolve
+from facerestore.same_bits import spatial_mean
 
-from .attention import spatial_mean
 from .denoisers import ResBlock, clamp01, conv3x3, scale_init_
 
 

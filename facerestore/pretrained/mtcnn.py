@@ -4,6 +4,8 @@
 in ``torch._dynamo``: about 2 s of start-up for networks of 30k parameters. These definitions
 have the same parameter names as ``facenet_pytorch.models.mtcnn`` (a test checks the outputs
 match), and the weights are read from the package's ``data/*.pt`` files as plain state dicts.
+The pointwise heads and dense layers run in float64 (:mod:`facerestore.same_bits`), so the
+landmarks, and the restored photo's bytes, do not follow the thread count.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import MissingWeightsError
+from ..same_bits import pointwise
 from .sources import package_dir
 
 
@@ -33,7 +36,7 @@ class PNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.prelu3(self.conv3(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x)))))))
-        return self.conv4_2(x), self.conv4_1(x).softmax(1)
+        return pointwise(self.conv4_2, x), pointwise(self.conv4_1, x).softmax(1)
 
 
 class RNet(nn.Module):
@@ -51,8 +54,8 @@ class RNet(nn.Module):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x = self.pool2(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x))))))
-        x = self.prelu4(self.dense4(_flatten(self.prelu3(self.conv3(x)))))
-        return self.dense5_2(x), self.dense5_1(x).softmax(1)
+        x = self.prelu4(pointwise(self.dense4, _flatten(self.prelu3(self.conv3(x)))))
+        return pointwise(self.dense5_2, x), pointwise(self.dense5_1, x).softmax(1)
 
 
 class ONet(nn.Module):
@@ -73,8 +76,8 @@ class ONet(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         x = self.pool2(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x))))))
         x = self.prelu4(self.conv4(self.pool3(self.prelu3(self.conv3(x)))))
-        x = self.prelu5(self.dense5(_flatten(x)))
-        return self.dense6_2(x), self.dense6_3(x), self.dense6_1(x).softmax(1)
+        x = self.prelu5(pointwise(self.dense5, _flatten(x)))
+        return pointwise(self.dense6_2, x), pointwise(self.dense6_3, x), pointwise(self.dense6_1, x).softmax(1)
 
 
 def load_mtcnn(device: torch.device | str = "cpu") -> tuple[PNet, RNet, ONet]:
