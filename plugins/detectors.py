@@ -229,13 +229,14 @@ class MaskedFaceDetector(FaceDetector):
             src = crops.level(k)
             x = F.interpolate(src, size=(hs, ws), mode="bilinear", align_corners=False,
                               antialias=hs < src.shape[-2])
-            reg, prob = self.pnet(((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
-            p = prob[0, 1]
-            hit = p >= t1
+            feat = self.pnet.features(((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
+            near = self.pnet.face_prob_fast(feat)[0] >= t1 - 1e-3  # then exact, on those windows only
+            r, sc = self.pnet.heads(feat[0][:, near].T)
+            hit = sc >= t1
             if hit.any():
-                xy = hit.nonzero().flip(1).to(img.dtype)  # (x, y) of each P-Net cell
+                xy = near.nonzero()[hit].flip(1).to(img.dtype)  # (x, y) of each P-Net cell
                 boxes = torch.cat([((2 * xy + 1) / scale).floor(), ((2 * xy + 12) / scale).floor()], 1)
-                sc, r = p[hit], reg[0][:, hit].T
+                sc, r = sc[hit], r[hit]
                 k = nms(boxes, sc, 0.5)
                 cand.append(torch.cat([boxes[k], sc[k, None], r[k]], 1))
             scale *= self.factor

@@ -34,8 +34,23 @@ class PNet(nn.Module):
         self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
         self.conv4_1, self.conv4_2 = nn.Conv2d(32, 2, 1), nn.Conv2d(32, 4, 1)
 
+    def features(self, x: Tensor) -> Tensor:
+        """The trunk: (B, 3, H, W) -> (B, 32, h, w), one 32-vector per 12x12 window."""
+        return self.prelu3(self.conv3(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x)))))))
+
+    def face_prob_fast(self, feat: Tensor) -> Tensor:
+        """Face probability (B, h, w) in float32 (its last bit may follow the thread count): to
+        find the few windows worth the exact heads."""
+        return self.conv4_1(feat).softmax(1)[:, 1]
+
+    def heads(self, cells: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact heads of chosen windows, ``cells`` (N, 32) from :meth:`features`: (box
+        regression (N, 4), face probability (N,)), in float64 so the thread count cannot move
+        them (converting a whole photo's map to float64 cost more than the network)."""
+        return pointwise(self.conv4_2, cells), pointwise(self.conv4_1, cells).softmax(1)[:, 1]
+
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        x = self.prelu3(self.conv3(self.prelu2(self.conv2(self.pool1(self.prelu1(self.conv1(x)))))))
+        x = self.features(x)
         return pointwise(self.conv4_2, x), pointwise(self.conv4_1, x).softmax(1)
 
 
