@@ -64,6 +64,9 @@ def test_loader_and_to_float(face_dir):
     assert x.dtype == torch.float32 and x.is_contiguous(memory_format=torch.channels_last)
     # the scale exactly: x * 255 gives back the uint8 pixels (a divisor of 510 passed `x.max() <= 1`)
     assert torch.equal((x * 255).round().to(torch.uint8), batch["hq"]) and x.max() > 0.5
+    # a float batch is already in [0, 1]: kept as it is; the default layout is the plain one
+    again = to_float(x.contiguous())
+    assert torch.equal(again, x) and again.is_contiguous() and again.device.type == "cpu"
     order1 = [int(i) for b in make_loader(face_dir, 32, 2, 0, seed=5, drop_last=False) for i in b["index"]]
     order2 = [int(i) for b in make_loader(face_dir, 32, 2, 0, seed=5, drop_last=False) for i in b["index"]]
     assert order1 == order2

@@ -188,3 +188,27 @@ def test_iter_inputs_folders_globs_loops(tmp_path):
     assert globbed[0].error is None and "no file matches" in globbed[1].error and "no such file" in globbed[2].error
     # a file named twice is processed once
     assert len(list(iter_inputs([str(root / "a.jpg"), str(root / "a.jpg")]))) == 1
+
+
+def test_luma_of_numpy_channels_last_matches_the_tensor_rule():
+    """One luminance rule for tensors (channels at -3) and numpy arrays (channels at -1)."""
+    from facerestore.io import LUMA, luma
+
+    rng = np.random.default_rng(0)
+    hwc = rng.random((5, 7, 3)).astype(np.float32)
+    y = luma(hwc, dim=-1)
+    assert isinstance(y, np.ndarray) and y.shape == (5, 7, 1)
+    expect = LUMA[0] * hwc[..., 0] + LUMA[1] * hwc[..., 1] + LUMA[2] * hwc[..., 2]
+    np.testing.assert_allclose(y[..., 0], expect, rtol=1e-6)
+    t = luma(torch.from_numpy(hwc).permute(2, 0, 1))
+    assert t.shape == (1, 5, 7)
+    np.testing.assert_allclose(t[0].numpy(), y[..., 0], rtol=1e-6)
+
+
+@pytest.mark.parametrize("ext, fmt", [(".jpg", "JPEG"), (".jpeg", "JPEG"), (".png", "PNG"), (".webp", "WEBP"),
+                                      (".bmp", "BMP"), (".tif", "TIFF"), (".tiff", "TIFF"), (".PNG", "PNG")])
+def test_write_image_picks_the_format_from_the_extension(tmp_path, ext, fmt):
+    img = torch.rand(3, 9, 11)
+    out = write_image(tmp_path / f"x{ext}", img)
+    with Image.open(out) as im:
+        assert im.format == fmt and im.size == (11, 9)

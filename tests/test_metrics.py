@@ -66,6 +66,15 @@ def test_ssim_matches_skimage_gaussian():
                                         gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
         assert got[i].item() == pytest.approx(ref, abs=1e-5)
     assert (got < 0.99).all()  # the noise is visible to SSIM
+    # on a 0..255 scale with data_range 255 the constants scale with it (C1 = (k1 L)^2)
+    got255 = M.ssim(b * 255, a * 255, data_range=255.0)
+    torch.testing.assert_close(got255, got, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 10, 40), (1, 1, 40, 10)])
+def test_ssim_refuses_images_smaller_than_its_window_in_either_side(shape):
+    with pytest.raises(ValueError, match="at least 11x11"):
+        M.ssim(torch.rand(shape), torch.rand(shape))
 
 
 def test_ssim_lower_for_more_noise():
@@ -133,6 +142,16 @@ def test_masked_mse_soft_weights():
     w[..., 0, 1] = 0.5
     # sum(w * err) / (C * sum(w)) = (0.5 * 1 * 3) / (3 * 1) = 0.5
     assert M.mse(pred, target, w).item() == pytest.approx(0.5)
+    # weights summing below 1 are still a region (a mutant testing `den > 1` returned NaN here)
+    assert M.mse(pred, target, w * 0.2).item() == pytest.approx(0.5)
+    assert torch.isnan(M.mse(pred, target, torch.zeros_like(w))).all()
+
+
+@pytest.mark.parametrize("shape", [(2, 1, 4, 4), (1, 3, 4, 4), (1, 1, 4, 5), (1, 1, 5, 4)])
+def test_masked_mse_refuses_a_weight_of_another_shape(shape):
+    """Each of the weight's dimensions is checked on its own: batch, one channel, height, width."""
+    with pytest.raises(ValueError, match="weight must be"):
+        M.mse(torch.zeros(1, 3, 4, 4), torch.zeros(1, 3, 4, 4), torch.ones(shape))
 
 
 def test_lattice_pattern_finds_a_grid_and_ignores_texture():

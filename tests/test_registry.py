@@ -183,3 +183,28 @@ def test_factory_coerce_uses_the_registry_it_is_given():
     reg.register("attention", "only_here", Only)
     f = Factory.coerce("only_here", "attention", reg)
     assert isinstance(f(channels=4), Only)
+
+
+def test_decorator_keeps_source_and_replace_and_names_are_checked():
+    """``register`` as a decorator forwards ``source`` and ``replace``; a name must be a
+    non-empty string, each condition on its own."""
+    reg = Registry()
+
+    @reg.register("attention", "gate", source="plugin-a")
+    class Gate(Attention):
+        def forward(self, x):
+            return x
+
+    entry = reg.get("attention", "gate")
+    assert entry.obj is Gate and entry.source == "plugin-a" and entry.kind == "attention" and entry.name == "gate"
+    with pytest.raises(ValueError, match="already registered by plugin-a"):
+        reg.register("attention", "gate")(Gate)
+
+    @reg.register("attention", "gate", source="plugin-b", replace=True)
+    class Gate2(Gate):
+        pass
+
+    assert reg.get("attention", "gate").obj is Gate2 and reg.get("attention", "gate").source == "plugin-b"
+    for bad in ("", 3):
+        with pytest.raises(ValueError, match="non-empty string"):
+            reg.register("attention", bad, Gate)
