@@ -22,9 +22,11 @@ def spatial_mean(x: Tensor) -> Tensor:
 
 def pointwise(layer: nn.Linear | nn.Conv2d, x: Tensor) -> Tensor:
     """``layer(x)`` in float64 for an ``nn.Linear`` on (N, C) or a 1x1 ``nn.Conv2d`` on
-    (N, C, H, W); the result in ``x``'s dtype (outside autocast's reach: it leaves float64 alone)."""
+    (N, C, H, W); the result in ``x``'s dtype (outside autocast's reach: it leaves float64 alone).
+    Exports to ONNX (Gemm/MatMul in double)."""
     w = layer.weight.flatten(1).double()
     b = layer.bias.double() if layer.bias is not None else None
     if x.dim() == 2:
         return F.linear(x.double(), w, b).to(x.dtype)
-    return F.linear(x.movedim(1, -1).double(), w, b).movedim(-1, 1).to(x.dtype)
+    # explicit permutations: the ONNX exporter writes movedim(-1, 1) as an invalid Transpose
+    return F.linear(x.permute(0, 2, 3, 1).double(), w, b).permute(0, 3, 1, 2).to(x.dtype)

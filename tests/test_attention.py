@@ -8,6 +8,7 @@ import torch
 from facerestore.interfaces import Attention
 from facerestore.components import create
 from facerestore_plugins.attention import CBAM, NoAttention, SpatialAttention, SqueezeExcitation
+from test_same_bits import on_threads
 
 NAMES = ["se", "spatial", "cbam", "identity"]
 
@@ -78,16 +79,6 @@ def test_parameters_come_from_the_recipe_and_are_checked():
         SpatialAttention(8, kernel_size=4)
 
 
-def _on_threads(n: int, fn):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        with torch.no_grad():
-            return fn()
-    finally:
-        torch.set_num_threads(before)
-
-
 @pytest.mark.parametrize("name", ["se", "cbam"])
 def test_channel_gates_give_the_same_bits_on_any_thread_count(name):
     """The pooled mean and the gate's MLP are summed in float64: in float32 on channels_last their
@@ -96,6 +87,6 @@ def test_channel_gates_give_the_same_bits_on_any_thread_count(name):
     torch.manual_seed(0)
     att = create("attention", name, channels=32).to(memory_format=torch.channels_last)
     x = torch.randn(8, 32, 32, 32).contiguous(memory_format=torch.channels_last)
-    one, two = _on_threads(1, lambda: att(x)), _on_threads(2, lambda: att(x))
+    one, two = on_threads(1, lambda: att(x)), on_threads(2, lambda: att(x))
     assert torch.equal(one, two), float((one - two).abs().max())
     torch.testing.assert_close(one, att.float()(x.contiguous()), atol=1e-6, rtol=1e-6)  # still the mean

@@ -397,14 +397,16 @@ def test_c_interrupted_driver_then_rerun(tmp_path, ray_cluster):
     once some units are recorded; the rerun processes only the inputs the manifest does not list as
     done, and the final tree equals a clean run's."""
     src = tmp_path / "src"
-    write_photos(src, 24)
+    n = 48  # 6 units: the interrupt lands while most are still to do
+    write_photos(src, n)
     ref = local(src, "-o", tmp_path / "clean", "-m", "bicubic", "-q")
     assert ref.exit_code == 0
     out = tmp_path / "out"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(TESTS),
            "RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": _job_env(FR_TEST_SLOW="1.5")})}
     proc = subprocess.Popen([sys.executable, "-m", "facerestore.cli", "restore", str(src), "-o", str(out), "-m",
-                             "bicubic", "-q", "--engine", "ray", "--address", ray_cluster["address"]],
+                             "bicubic", "-q", "--engine", "ray", "--address", ray_cluster["address"],
+                             "--workers", "1"],  # one unit at a time: the interrupt lands mid-run
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     parts = out / run_manifest.STATE_DIR / "parts"
     deadline = time.monotonic() + 120
@@ -418,15 +420,15 @@ def test_c_interrupted_driver_then_rerun(tmp_path, ray_cluster):
     assert not (out / run_manifest.STATE_DIR / run_manifest.MANIFEST).exists()  # not compacted: the parts are the ledger
     first = run_manifest.Manifest(out).load().rows
     done_first = sum(r["status"] in run_manifest.DONE for r in first.values())
-    assert 8 <= done_first < 24, done_first
+    assert 8 <= done_first < n, done_first
     whole = done_first // 8 * 8  # units go whole: a unit cut by the interrupt is redone whole
     res = on_ray(src, "-o", out, "-m", "bicubic", "-q")
     assert res.exit_code == 0, res.output
-    assert f"resume: {whole} of 24 inputs already done" in res.output, res.output
+    assert f"resume: {whole} of {n} inputs already done" in res.output, res.output
     after = rows(out)
     runs = {r["run"] for r in first.values()}
     again = {k for k, r in after.items() if r["run"] not in runs}
     kept = {k for k, r in after.items() if r["run"] in runs}
-    assert len(again) == 24 - whole and len(kept) == whole and kept <= set(first)
-    assert f"summary: {24 - whole} photos" in res.output
+    assert len(again) == n - whole and len(kept) == whole and kept <= set(first)
+    assert f"summary: {n - whole} photos" in res.output
     assert tree(out) == tree(tmp_path / "clean")

@@ -212,3 +212,12 @@ def test_write_image_picks_the_format_from_the_extension(tmp_path, ext, fmt):
     out = write_image(tmp_path / f"x{ext}", img)
     with Image.open(out) as im:
         assert im.format == fmt and im.size == (11, 9)
+
+
+def test_write_image_clamps_both_ends(tmp_path):
+    """Out-of-range floats saturate to 0 and 255 (not wrap or overflow) in 8-bit output."""
+    img = torch.full((3, 4, 4), 1.5)
+    img[:, :2] = -0.5
+    with Image.open(write_image(tmp_path / "x.png", img)) as im:
+        a = np.asarray(im)
+    assert (a[:2] == 0).all() and (a[2:] == 255).all()

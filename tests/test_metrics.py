@@ -75,6 +75,7 @@ def test_ssim_matches_skimage_gaussian():
 def test_ssim_refuses_images_smaller_than_its_window_in_either_side(shape):
     with pytest.raises(ValueError, match="at least 11x11"):
         M.ssim(torch.rand(shape), torch.rand(shape))
+    assert M.ssim(torch.rand(1, 1, 11, 11), torch.rand(1, 1, 11, 11)).shape == (1,)  # exactly one window fits
 
 
 def test_ssim_lower_for_more_noise():
