@@ -407,7 +407,10 @@ def test_c_interrupted_driver_then_rerun(tmp_path, ray_cluster):
     proc = subprocess.Popen([sys.executable, "-m", "facerestore.cli", "restore", str(src), "-o", str(out), "-m",
                              "bicubic", "-q", "--engine", "ray", "--address", ray_cluster["address"],
                              "--workers", "1"],  # one unit at a time: the interrupt lands mid-run
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            # a SIGINT the test process ignores (as Ray's workers may leave it) is
+                            # inherited through exec, and Python then never raises KeyboardInterrupt
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     parts = out / run_manifest.STATE_DIR / "parts"
     deadline = time.monotonic() + 120
     while not (parts.is_dir() and any(parts.glob("*.parquet"))):
