@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from facerestore.interfaces import Detection
+from test_same_bits import on_threads
 
 
 @pytest.fixture
@@ -255,13 +256,7 @@ def test_masked_landmarks_do_not_depend_on_the_thread_count(astronaut, masked_de
         crop = astronaut[:, y0 // 2:y0 // 2 + side, x0:x0 + side]
         small = F.interpolate(crop[None], size=(256, 256), mode="bilinear", antialias=True)[0]
         photos.append((small + 0.01 * torch.randn(small.shape, generator=g)).clamp(0, 1))
-    before, found = torch.get_num_threads(), []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            found.append([d.landmarks for d in masked_detector.detect(photos)])
-    finally:
-        torch.set_num_threads(before)
+    found = [on_threads(n, lambda: [d.landmarks for d in masked_detector.detect(photos)]) for n in (1, 2)]
     assert sum(len(p) for p in found[0]) >= 8
     for one, two in zip(*found):
         assert torch.equal(one, two), float((one - two).abs().max()) if one.shape == two.shape else (one, two)

@@ -26,6 +26,7 @@ from facerestore.restore import Restorer
 
 from test_restore import ASTRO_BOX, ASTRO_LM, FakeDetector, astronaut, restorer, seam_ratio  # noqa: F401
 from test_restore_cli import astro, fake_detector, run  # noqa: F401
+from test_same_bits import on_threads
 
 
 def save_astro(path, size=None):
@@ -298,13 +299,7 @@ def test_restored_faces_do_not_depend_on_the_thread_count(name):
     grey = astronaut().mean(0, keepdim=True).expand(3, -1, -1)
     photos = [astronaut(), grey, (astronaut() * 1.05).clamp(0, 1), (astronaut() * 0.97 + 0.02)]
     r = Restorer.from_pretrained(name, device="cpu", detector=FakeDetector())
-    before, out = torch.get_num_threads(), []
-    try:
-        for n in (1, 2):
-            torch.set_num_threads(n)
-            out.append(torch.cat([res.restored for res in r.restore_many(photos)]))
-    finally:
-        torch.set_num_threads(before)
+    out = [on_threads(n, lambda: torch.cat([res.restored for res in r.restore_many(photos)])) for n in (1, 2)]
     assert out[0].shape[0] == 4 and torch.equal(out[0], out[1]), float((out[0] - out[1]).abs().max())
 
 
